@@ -1,0 +1,53 @@
+"""Shared fixtures. Tests build settings explicitly (never through global state) and write into tmp_path."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before anything imports Prefect/GX/Evidently: a private Prefect home and no telemetry from a test run.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from {{ cookiecutter.package_name }}.settings import Settings, load_settings  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ml100k() -> Path:
+    """MovieLens 100K, from $ML100K_DIR; tests that need it skip where it is absent (it cannot be shipped)."""
+    path = Path(os.environ.get("ML100K_DIR", "data/ml-100k"))
+    if not (path / "u.data").is_file():
+        pytest.skip("MovieLens 100K not available (set ML100K_DIR to a directory holding u.data)")
+    return path
+
+
+@pytest.fixture
+def small_settings(tmp_path: Path) -> Settings:
+    """Project defaults with a small synthetic dataset and a private artifact store."""
+    return load_settings(
+        [PROJECT_ROOT / "configs" / "default.yaml"],
+        {
+            "data": {"synthetic": {"n_users": 300, "n_items": 200, "n_interactions": 6_000}},
+            "storage": {"uri": str(tmp_path / "artifacts")},
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real, temporary Prefect server (SQLite) for the session, for tests that run flows."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        # The heartbeat thread adds about a second to every flow run; tests do not need it.
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield

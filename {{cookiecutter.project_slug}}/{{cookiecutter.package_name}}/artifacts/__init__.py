@@ -1,0 +1,5 @@
+"""The only place that knows paths, URIs, formats and credentials."""
+
+from .store import ArtifactCorrupted, ArtifactRef, ArtifactStore, canonical_json, open_store
+
+__all__ = ["ArtifactCorrupted", "ArtifactRef", "ArtifactStore", "canonical_json", "open_store"]

@@ -1,0 +1,154 @@
+"""Content-addressed artifact store on fsspec: a local directory by default, s3://bucket/prefix by configuration.
+
+An artifact's id is the sha256 of its bytes, so storing identical bytes twice is a no-op and a reference names
+exactly one content. Objects live at `<root>/objects/<id[:2]>/<id><suffix>`. Writes are atomic: a local write
+goes to a temporary file that is renamed into place; an S3 put is a single object write. Human-readable outputs
+(reports) are written under `<root>/runs/...` by name and are not content-addressed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import polars as pl
+from fsspec.implementations.local import LocalFileSystem
+from pydantic import BaseModel, ConfigDict
+
+from ..settings import StorageConfig
+
+
+class ArtifactRef(BaseModel):
+    """What tasks pass to each other: small, hashable and JSON-serialisable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    uri: str
+    kind: str
+    size: int
+
+
+class ArtifactCorrupted(IOError):
+    """Stored bytes no longer hash to the id they were stored under."""
+
+
+class ArtifactStore:
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        self._local = isinstance(self.fs, LocalFileSystem)
+        self.root = str(Path(path).resolve()) if self._local else path.rstrip("/")
+
+    # -- content-addressed objects -------------------------------------------------------------------------
+
+    def put_bytes(self, data: bytes, kind: str, suffix: str = "") -> ArtifactRef:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self._object_path(digest, suffix)
+        if not self.fs.exists(path):
+            self._write(path, data)
+        return ArtifactRef(id=digest, uri=self._uri(path), kind=kind, size=len(data))
+
+    def get_bytes(self, ref: ArtifactRef) -> bytes:
+        data = self.fs.cat_file(self._path(ref.uri))
+        if hashlib.sha256(data).hexdigest() != ref.id:
+            raise ArtifactCorrupted(f"{ref.uri}: content does not match its id {ref.id}")
+        return data
+
+    def put_frame(self, frame: pl.DataFrame, kind: str) -> ArtifactRef:
+        buf = io.BytesIO()
+        # Fixed writer options so the same frame always gives the same bytes, hence the same id.
+        frame.write_parquet(buf, compression="zstd", compression_level=3, statistics=True)
+        return self.put_bytes(buf.getvalue(), kind, ".parquet")
+
+    def get_frame(self, ref: ArtifactRef) -> pl.DataFrame:
+        return pl.read_parquet(io.BytesIO(self.get_bytes(ref)))
+
+    def put_json(self, obj: Any, kind: str) -> ArtifactRef:
+        return self.put_bytes(canonical_json(obj), kind, ".json")
+
+    def get_json(self, ref: ArtifactRef) -> Any:
+        return json.loads(self.get_bytes(ref))
+
+    def put_file(self, source: Path, kind: str) -> ArtifactRef:
+        return self.put_bytes(Path(source).read_bytes(), kind, "".join(Path(source).suffixes))
+
+    def fetch_file(self, ref: ArtifactRef, target: Path) -> Path:
+        """Copy an artifact to a local file (for readers such as safetensors that want a path)."""
+        target.write_bytes(self.get_bytes(ref))
+        return target
+
+    # -- named outputs ---------------------------------------------------------------------------------------
+
+    def write_text(self, relative: str, text: str) -> str:
+        """Write a human-readable output under the store root by name; returns its URI."""
+        path = self._join(relative)
+        self._write(path, text.encode())
+        return self._uri(path)
+
+    def read_text(self, relative: str) -> str:
+        return self.fs.cat_file(self._join(relative)).decode()
+
+    def list(self, relative: str) -> list[str]:
+        path = self._join(relative)
+        if not self.fs.exists(path):
+            return []
+        return sorted(Path(p).name for p in self.fs.ls(path, detail=False))
+
+    def uri_of(self, relative: str) -> str:
+        return self._uri(self._join(relative))
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _object_path(self, digest: str, suffix: str) -> str:
+        return self._join(f"objects/{digest[:2]}/{digest}{suffix}")
+
+    def _join(self, relative: str) -> str:
+        parts = Path(relative).parts
+        if Path(relative).is_absolute() or ".." in parts:
+            raise ValueError(f"artifact path must stay inside the store: {relative!r}")
+        return f"{self.root}/{relative}"
+
+    def _uri(self, path: str) -> str:
+        return Path(path).as_uri() if self._local else self.fs.unstrip_protocol(path)
+
+    def _path(self, uri: str) -> str:
+        return self.fs._strip_protocol(uri)
+
+    def _write(self, path: str, data: bytes) -> None:
+        if not self._local:
+            self.fs.pipe_file(path, data)  # one PUT: readers see the whole object or none
+            return
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Stable JSON bytes (sorted keys, no whitespace variation) so equal values get equal ids."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode()
+
+
+def open_store(cfg: StorageConfig) -> ArtifactStore:
+    options: dict[str, Any] = {}
+    if cfg.uri.startswith("s3://"):
+        if cfg.endpoint_url:
+            options["client_kwargs"] = {"endpoint_url": cfg.endpoint_url}
+        if cfg.access_key_id and cfg.secret_access_key:
+            options["key"] = cfg.access_key_id.get_secret_value()
+            options["secret"] = cfg.secret_access_key.get_secret_value()
+    return ArtifactStore(cfg.uri, options)

@@ -1,0 +1,48 @@
+"""The run summary: what was built from what, with the metrics, as plain data and as Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+
+def describe_interactions(frame: pl.DataFrame) -> dict[str, int]:
+    """Size of an interactions frame: rows, distinct users and items, time span (Unix seconds)."""
+    if frame.height == 0:
+        return {"rows": 0, "users": 0, "items": 0, "first_timestamp": 0, "last_timestamp": 0}
+    return {
+        "rows": frame.height,
+        "users": frame.get_column("user_id").n_unique(),
+        "items": frame.get_column("item_id").n_unique(),
+        "first_timestamp": int(frame.get_column("timestamp").min()),
+        "last_timestamp": int(frame.get_column("timestamp").max()),
+    }
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """A short human report of one pipeline run (shown in the Prefect UI and written beside the outputs)."""
+    data, split, metrics = summary["dataset"], summary["split"], summary["metrics"]
+    lines = [
+        f"# Pipeline run `{summary['run_id']}`",
+        "",
+        f"- model: **{summary['model']}**, seed {summary['seed']}, config fingerprint `{summary['config_fingerprint'][:12]}`",
+        f"- dataset `{data['id'][:12]}` ({data['source']}): {data['rows']:,} interactions, "
+        f"{data['users']:,} users, {data['items']:,} items",
+        f"- split {split['strategy']}: {split['train_rows']:,} train / {split['test_rows']:,} test interactions",
+        f"- evaluated users: {int(metrics.get('users', 0)):,} (skipped, unseen in training: "
+        f"{int(metrics.get('users_skipped', 0)):,})",
+        f"- validation: {summary['validation']}",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {name} | {value:.4f} |" for name, value in metric_items(metrics)]
+    lines += ["", "## Artifacts", "", "| kind | id | uri |", "| --- | --- | --- |"]
+    lines += [f"| {a['kind']} | `{a['id'][:12]}` | {a['uri']} |" for a in summary["artifacts"]]
+    return "\n".join(lines) + "\n"
+
+
+def metric_items(metrics: dict[str, float]) -> list[tuple[str, float]]:
+    """Ranking metrics only (names with '@'), in a stable order."""
+    return sorted((name, float(value)) for name, value in metrics.items() if "@" in name)

@@ -1,0 +1,201 @@
+"""One settings root for the whole project: YAML files, then environment variables, then explicit overrides.
+
+Precedence (first wins): overrides passed by the entry point (CLI options) > environment variables named
+`<PACKAGE>_<SECTION>__<FIELD>` > the YAML files, later files over earlier ones > the defaults below.
+Load once at the entry point with `load_settings` and pass the object down; nothing here reads files or the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PACKAGE = __name__.split(".")[0]
+ENV_PREFIX = f"{PACKAGE.upper()}_"
+
+# Set only while `load_settings` builds an object, so the YAML files are an argument, not global state.
+_YAML_FILES: ContextVar[tuple[Path, ...]] = ContextVar("_YAML_FILES", default=())
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticConfig(_Section):
+    n_users: int = Field(2_000, gt=0)
+    n_items: int = Field(1_000, gt=0)
+    n_interactions: int = Field(100_000, gt=0, description="Events drawn before (user, item) de-duplication.")
+    n_topics: int = Field(20, gt=0, description="Latent tastes shared by users and items.")
+    popularity_exponent: float = Field(1.0, ge=0, description="Zipf exponent of item popularity.")
+    activity_sigma: float = Field(1.0, ge=0, description="Log-normal spread of user activity.")
+    topic_affinity: float = Field(0.8, ge=0, le=1, description="Share of events drawn from a user's tastes.")
+    start: int = Field(1_700_000_000, description="First event time, Unix seconds.")
+    days: int = Field(180, gt=0)
+    with_rating: bool = True
+
+
+class ColumnMap(_Section):
+    """Source column names for each contract column (generic CSV/Parquet files)."""
+
+    user_id: str = "user_id"
+    item_id: str = "item_id"
+    timestamp: str = "timestamp"
+    rating: str | None = "rating"
+
+
+class DataConfig(_Section):
+    source: Literal["synthetic", "movielens", "file"] = "synthetic"
+    path: Path | None = Field(None, description="MovieLens directory, or a CSV/Parquet file or directory.")
+    synthetic: SyntheticConfig = SyntheticConfig()
+    columns: ColumnMap = ColumnMap()
+    csv_separator: str = ","
+    timestamp_unit: Literal["s", "ms", "us", "iso"] = Field("s", description="How timestamps are written in files.")
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> DataConfig:
+        if self.source != "synthetic" and self.path is None:
+            raise ValueError(f"data.path is required when data.source is '{self.source}'")
+        return self
+
+
+class ValidationConfig(_Section):
+    rating_min: float = 0.0
+    rating_max: float = 5.0
+    timestamp_min: int = Field(631_152_000, description="Earliest plausible event, Unix seconds (1990-01-01).")
+    max_future_seconds: int = Field(86_400, ge=0, description="Tolerated clock skew into the future.")
+
+
+class SplitConfig(_Section):
+    strategy: Literal["temporal", "random"] = "temporal"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+class PopularityConfig(_Section):
+    pass
+
+
+class EASEConfig(_Section):
+    l2: float = Field(250.0, gt=0, description="Ridge penalty lambda on the item-item weights.")
+    batch_size: int = Field(1_024, gt=0, description="Users scored per batch.")
+
+
+class BPRConfig(_Section):
+    factors: int = Field(64, gt=0)
+    epochs: int = Field(30, gt=0)
+    learning_rate: float = Field(0.01, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    batch_size: int = Field(4_096, gt=0)
+
+
+class ModelConfig(_Section):
+    name: Literal["popularity", "ease", "bpr"] = "ease"
+    popularity: PopularityConfig = PopularityConfig()
+    ease: EASEConfig = EASEConfig()
+    bpr: BPRConfig = BPRConfig()
+
+
+class EvaluationConfig(_Section):
+    k: list[int] = Field(default_factory=lambda: [10, 20], min_length=1)
+    primary_metric: str = "ndcg@10"
+    batch_size: int = Field(1_024, gt=0, description="Users ranked per batch during evaluation.")
+
+
+class StorageConfig(_Section):
+    uri: str = Field("artifacts", description="Local directory or s3://bucket/prefix of the artifact store.")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None means AWS.")
+    # Excluded from dumps: credentials come from the environment wherever the code runs, never from a
+    # report, a manifest or a flow run's parameters.
+    access_key_id: SecretStr | None = Field(None, exclude=True)
+    secret_access_key: SecretStr | None = Field(None, exclude=True)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    seed: int = 42
+    tags: dict[str, str] = Field(default_factory=dict)
+    data: DataConfig = DataConfig()
+    validation: ValidationConfig = ValidationConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    storage: StorageConfig = StorageConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml = YamlConfigSettingsSource(settings_cls, yaml_file=list(_YAML_FILES.get()), deep_merge=True)
+        return (init_settings, env_settings, yaml)
+
+    def resolved(self) -> dict[str, Any]:
+        """Every value as plain JSON, secrets masked: what goes into reports and manifests."""
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        """sha256 of the resolved config, storage excluded: the same experiment wherever outputs are written."""
+        payload = self.model_dump(mode="json", exclude={"storage"})
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    @classmethod
+    def from_resolved(cls, resolved: Mapping[str, Any]) -> Settings:
+        """Rebuild from `resolved()` output; the values passed are complete, so they win over every source."""
+        return cls(**resolved)
+
+
+class ConfigFileError(FileNotFoundError):
+    pass
+
+
+def load_settings(config_files: Sequence[Path] = (), overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build the settings object from YAML files (in order), the environment and `overrides`."""
+    files = tuple(Path(f) for f in config_files)
+    for f in files:
+        if not f.is_file():
+            # pydantic-settings ignores a missing YAML file silently; a typo must not fall back to defaults.
+            raise ConfigFileError(f"config file not found: {f}")
+    token = _YAML_FILES.set(files)
+    try:
+        return Settings(**dict(overrides or {}))
+    finally:
+        _YAML_FILES.reset(token)
+
+
+def dotted_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """Turn CLI `section.field=value` strings into a nested dict; values are parsed as YAML scalars."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override '{pair}' is not of the form section.field=value")
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override '{pair}' conflicts with another override of '{part}'")
+        node[leaf] = yaml.safe_load(raw)
+    return out
