@@ -15,7 +15,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 def _cli(*args: str, cwd: Path = PROJECT_ROOT, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", PACKAGE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", PACKAGE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT), "COLUMNS": "200"},
     )
 
@@ -55,9 +59,19 @@ def test_outside_the_project_without_config_is_a_clear_error(tmp_path: Path) -> 
 @pytest.mark.e2e
 def test_run_prints_the_summary(tmp_path: Path) -> None:
     result = _cli(
-        "run", "--config", str(PROJECT_ROOT / "configs" / "default.yaml"), "--model", "popularity",
-        "--set", "data.synthetic.n_users=300", "--set", "data.synthetic.n_items=200",
-        "--set", "data.synthetic.n_interactions=5000", "--set", f"storage.uri={tmp_path / 'artifacts'}",
+        "run",
+        "--config",
+        str(PROJECT_ROOT / "configs" / "default.yaml"),
+        "--model",
+        "popularity",
+        "--set",
+        "data.synthetic.n_users=300",
+        "--set",
+        "data.synthetic.n_items=200",
+        "--set",
+        "data.synthetic.n_interactions=5000",
+        "--set",
+        f"storage.uri={tmp_path / 'artifacts'}",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -36,7 +36,8 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help=f"YAML file layered over {DEFAULT_CONFIG}; repeat to stack several."),
 ]
 SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Override one setting, e.g. --set model.ease.l2=500 (repeatable).")
+    list[str] | None,
+    typer.Option("--set", help="Override one setting, e.g. --set model.ease.l2=500 (repeatable)."),
 ]
 
 
@@ -44,9 +45,13 @@ SetOption = Annotated[
 def run(
     config: ConfigOption = None,
     source: Annotated[str | None, typer.Option(help="Data source: synthetic, movielens or file.")] = None,
-    path: Annotated[Path | None, typer.Option(help="MovieLens directory, or a CSV/Parquet file or directory.")] = None,
+    path: Annotated[
+        Path | None, typer.Option(help="MovieLens directory, or a CSV/Parquet file or directory.")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Model to train: popularity, ease or bpr.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for data generation, splitting and training.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for data generation, splitting and training.")
+    ] = None,
     set_: SetOption = None,
 ) -> None:
     """Run the whole pipeline (ingest, validate, train, evaluate, report) and print a summary."""
@@ -59,8 +64,10 @@ def run(
         os.environ.setdefault(key, value)
     from .flows.pipeline import pipeline  # imports Prefect: only once we know there is work to do
 
-    console.print(f"[bold]{PACKAGE}[/] pipeline: source={settings.data.source} model={settings.model.name} "
-                  f"config={settings.fingerprint()[:12]}")
+    console.print(
+        f"[bold]{PACKAGE}[/] pipeline: source={settings.data.source} model={settings.model.name} "
+        f"config={settings.fingerprint()[:12]}"
+    )
     state = pipeline(settings.resolved(), return_state=True)
     if not state.is_completed():
         _fail(f"pipeline {state.name}: {_state_message(state)}", code=1)
@@ -135,4 +142,3 @@ def _state_message(state: Any) -> str:
 def _fail(message: str, code: int) -> NoReturn:
     err.print(f"[red]error:[/] {message}")
     raise typer.Exit(code)
-

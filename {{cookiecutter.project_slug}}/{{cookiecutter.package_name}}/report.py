@@ -26,10 +26,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# Pipeline run `{summary['run_id']}`",
         "",
-        f"- model: **{summary['model']}**, seed {summary['seed']}, config fingerprint `{summary['config_fingerprint'][:12]}`",
+        f"- model: **{summary['model']}**, seed {summary['seed']}, "
+        f"config fingerprint `{summary['config_fingerprint'][:12]}`",
         f"- dataset `{data['id'][:12]}` ({data['source']}): {data['rows']:,} interactions, "
         f"{data['users']:,} users, {data['items']:,} items",
-        f"- split {split['strategy']}: {split['train_rows']:,} train / {split['test_rows']:,} test interactions",
+        f"- split {split['strategy']}: {split['train_rows']:,} train / {split['test_rows']:,} test events",
         f"- evaluated users: {int(metrics.get('users', 0)):,} (skipped, unseen in training: "
         f"{int(metrics.get('users_skipped', 0)):,})",
         f"- validation: {summary['validation']}",

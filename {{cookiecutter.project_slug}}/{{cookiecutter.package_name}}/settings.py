@@ -62,7 +62,9 @@ class DataConfig(_Section):
     synthetic: SyntheticConfig = SyntheticConfig()
     columns: ColumnMap = ColumnMap()
     csv_separator: str = ","
-    timestamp_unit: Literal["s", "ms", "us", "iso"] = Field("s", description="How timestamps are written in files.")
+    timestamp_unit: Literal["s", "ms", "us", "iso"] = Field(
+        "s", description="How timestamps are written in files."
+    )
 
     @model_validator(mode="after")
     def _path_needed(self) -> DataConfig:
@@ -74,7 +76,9 @@ class DataConfig(_Section):
 class ValidationConfig(_Section):
     rating_min: float = 0.0
     rating_max: float = 5.0
-    timestamp_min: int = Field(631_152_000, description="Earliest plausible event, Unix seconds (1990-01-01).")
+    timestamp_min: int = Field(
+        631_152_000, description="Earliest plausible event, Unix seconds (1990-01-01)."
+    )
     max_future_seconds: int = Field(86_400, ge=0, description="Tolerated clock skew into the future.")
 
 
@@ -153,7 +157,7 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
     def fingerprint(self) -> str:
-        """sha256 of the resolved config, storage excluded: the same experiment wherever outputs are written."""
+        """sha256 of the resolved config minus storage: the same experiment wherever its outputs go."""
         payload = self.model_dump(mode="json", exclude={"storage"})
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()

@@ -40,17 +40,20 @@ class ValidationResult:
         if self.passed:
             return f"all {len(self.checks)} expectations passed on {self.rows} rows"
         parts = [
-            f"{c.expectation}({c.column or 'table'}): {c.unexpected_count} unexpected, e.g. {list(c.unexpected_sample)}"
+            f"{c.expectation}({c.column or 'table'}): {c.unexpected_count} unexpected, "
+            f"e.g. {list(c.unexpected_sample)}"
             for c in self.failures()
         ]
-        return f"{len(parts)} of {len(self.checks)} expectations failed on {self.rows} rows: " + "; ".join(parts)
+        return f"{len(parts)} of {len(self.checks)} expectations failed on {self.rows} rows: " + "; ".join(
+            parts
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def validate(frame: pl.DataFrame, cfg: ValidationConfig, now: int) -> ValidationResult:
-    """Run the interactions suite on `frame`; `now` (Unix seconds) bounds how far in the future events may be."""
+    """Run the interactions suite on `frame`; `now` (Unix seconds) bounds how far ahead events may be."""
     import great_expectations as gx  # heavy import (seconds): only when validating
 
     context = gx.get_context(mode="ephemeral")
@@ -60,8 +63,12 @@ def validate(frame: pl.DataFrame, cfg: ValidationConfig, now: int) -> Validation
         .add_dataframe_asset("interactions")
         .add_batch_definition_whole_dataframe("all")
     )
-    suite = context.suites.add(gx.ExpectationSuite(name="interactions", expectations=_expectations(frame, cfg, now)))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name="interactions", data=batch, suite=suite))
+    suite = context.suites.add(
+        gx.ExpectationSuite(name="interactions", expectations=_expectations(frame, cfg, now))
+    )
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="interactions", data=batch, suite=suite)
+    )
     result = definition.run(batch_parameters={"dataframe": frame.to_pandas()}, result_format="SUMMARY")
 
     checks = tuple(_check(r.to_json_dict()) for r in result.results)
@@ -80,7 +87,9 @@ def _expectations(frame: pl.DataFrame, cfg: ValidationConfig, now: int) -> list[
     )
     if "rating" in frame.columns:
         expectations.append(
-            gxe.ExpectColumnValuesToBeBetween(column="rating", min_value=cfg.rating_min, max_value=cfg.rating_max)
+            gxe.ExpectColumnValuesToBeBetween(
+                column="rating", min_value=cfg.rating_min, max_value=cfg.rating_max
+            )
         )
     return expectations
 

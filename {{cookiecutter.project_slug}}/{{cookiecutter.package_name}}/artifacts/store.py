@@ -1,9 +1,9 @@
-"""Content-addressed artifact store on fsspec: a local directory by default, s3://bucket/prefix by configuration.
+"""Content-addressed artifact store on fsspec: a local directory by default, s3://bucket/prefix by config.
 
 An artifact's id is the sha256 of its bytes, so storing identical bytes twice is a no-op and a reference names
 exactly one content. Objects live at `<root>/objects/<id[:2]>/<id><suffix>`. Writes are atomic: a local write
-goes to a temporary file that is renamed into place; an S3 put is a single object write. Human-readable outputs
-(reports) are written under `<root>/runs/...` by name and are not content-addressed.
+goes to a temporary file that is renamed into place; an S3 put is a single object write. Human-readable
+outputs (reports) are written under `<root>/runs/...` by name and are not content-addressed.
 """
 
 from __future__ import annotations

@@ -87,5 +87,7 @@ def describe() -> str:
     """The contract as a Markdown table, for reports and the README."""
     lines = ["| column | type | nullable | unit | meaning |", "| --- | --- | --- | --- | --- |"]
     for c in COLUMNS:
-        lines.append(f"| {c.name} | {c.dtype} | {'yes' if c.nullable else 'no'} | {c.unit} | {c.description} |")
+        lines.append(
+            f"| {c.name} | {c.dtype} | {'yes' if c.nullable else 'no'} | {c.unit} | {c.description} |"
+        )
     return "\n".join(lines)

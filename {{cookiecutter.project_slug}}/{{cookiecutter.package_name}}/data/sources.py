@@ -104,7 +104,9 @@ def _timestamp_seconds(column: pl.Series, unit: str, file: Path) -> pl.Series:
 
 def _positional(raw: pl.DataFrame, file: Path, width: int) -> pl.DataFrame:
     if raw.width != width:
-        raise SourceError(f"{file}: expected {width} fields per line (user, item, rating, timestamp), got {raw.width}")
+        raise SourceError(
+            f"{file}: expected {width} fields per line (user, item, rating, timestamp), got {raw.width}"
+        )
     return raw.rename(dict(zip(raw.columns, ("user_id", "item_id", "rating", "timestamp"), strict=True)))
 
 
@@ -118,7 +120,9 @@ def _movielens_file(path: Path) -> Path:
     if path.is_file():
         if path.name in MOVIELENS_FILES:
             return path
-        raise SourceError(f"{path}: not a MovieLens ratings file (expected one of {', '.join(MOVIELENS_FILES)})")
+        raise SourceError(
+            f"{path}: not a MovieLens ratings file (expected one of {', '.join(MOVIELENS_FILES)})"
+        )
     for name in MOVIELENS_FILES:
         if (path / name).is_file():
             return path / name

@@ -37,7 +37,7 @@ def temporal_split(frame: pl.DataFrame, test_fraction: float) -> Split:
 
 
 def random_split(frame: pl.DataFrame, test_fraction: float, seed: int) -> Split:
-    """Global random holdout of `test_fraction` of events, from a seeded permutation of the canonical order."""
+    """Global random holdout of `test_fraction` of events: a seeded permutation of the canonical order."""
     ordered = frame.sort("timestamp", "user_id", "item_id", maintain_order=True)
     n_train = int(round(ordered.height * (1 - test_fraction)))
     is_train = np.zeros(ordered.height, dtype=bool)

@@ -24,11 +24,11 @@ _BLOCK = 1_000_000  # events per block when drawing tastes, to bound memory
 
 
 def generate(cfg: SyntheticConfig, seed: int) -> pl.DataFrame:
-    """`cfg.n_interactions` unique (user, item) events in contract shape, sorted by time; same seed, same frame."""
+    """`cfg.n_interactions` unique (user, item) events, sorted by time; same seed, same frame."""
     if cfg.n_interactions > _MAX_DENSITY * cfg.n_users * cfg.n_items:
         raise ValueError(
-            f"synthetic: {cfg.n_interactions} interactions do not fit {cfg.n_users} users x {cfg.n_items} items "
-            f"at density <= {_MAX_DENSITY}; raise n_users or n_items"
+            f"synthetic: {cfg.n_interactions} interactions do not fit {cfg.n_users} users x "
+            f"{cfg.n_items} items at density <= {_MAX_DENSITY}; raise n_users or n_items"
         )
     rng = np.random.default_rng(seed)
     world = _World(
@@ -37,7 +37,7 @@ def generate(cfg: SyntheticConfig, seed: int) -> pl.DataFrame:
         tastes=rng.dirichlet(np.full(cfg.n_topics, 0.1), size=cfg.n_users),
         activity=rng.lognormal(0.0, cfg.activity_sigma, size=cfg.n_users),
     )
-    # Repeated (user, item) draws collapse to one implicit event, so draw in rounds until enough pairs are unique.
+    # Repeated (user, item) draws collapse into one implicit event: draw rounds until enough pairs are unique.
     frame = pl.DataFrame(schema=_SCHEMA)
     for _ in range(_MAX_ROUNDS):
         missing = cfg.n_interactions - frame.height

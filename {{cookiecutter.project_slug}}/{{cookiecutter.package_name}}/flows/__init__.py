@@ -1,1 +1,1 @@
-"""Prefect flows: thin wiring of tasks around the pure core. The only part of the package that imports Prefect."""
+"""Prefect flows: thin task wiring around the pure core; the only part of the package importing Prefect."""

@@ -21,7 +21,16 @@ from ..data import sources
 from ..data.split import split
 from ..evaluation import evaluate
 from ..models.base import Recommender
-from ..settings import PACKAGE, DataConfig, EvaluationConfig, ModelConfig, Settings, SplitConfig, StorageConfig, load_settings
+from ..settings import (
+    PACKAGE,
+    DataConfig,
+    EvaluationConfig,
+    ModelConfig,
+    Settings,
+    SplitConfig,
+    StorageConfig,
+    load_settings,
+)
 from ..settings import ValidationConfig as ValidationSettings
 from ..validation import validate
 
@@ -50,7 +59,9 @@ def validate_task(snapshot: ArtifactRef, cfg: ValidationSettings, storage: Stora
 
 
 @task(name="split")
-def split_task(snapshot: ArtifactRef, cfg: SplitConfig, seed: int, storage: StorageConfig) -> tuple[ArtifactRef, ArtifactRef]:
+def split_task(
+    snapshot: ArtifactRef, cfg: SplitConfig, seed: int, storage: StorageConfig
+) -> tuple[ArtifactRef, ArtifactRef]:
     store = open_store(storage)
     parts = split(store.get_frame(snapshot), cfg, seed)
     get_run_logger().info("%s split: %d train / %d test", cfg.strategy, parts.train.height, parts.test.height)
@@ -74,9 +85,13 @@ def evaluate_task(
     model: ArtifactRef, train: ArtifactRef, test: ArtifactRef, cfg: EvaluationConfig, storage: StorageConfig
 ) -> tuple[ArtifactRef, ArtifactRef]:
     store = open_store(storage)
-    result = evaluate(_load_model(store, model), store.get_frame(train), store.get_frame(test), cfg.k, cfg.batch_size)
+    result = evaluate(
+        _load_model(store, model), store.get_frame(train), store.get_frame(test), cfg.k, cfg.batch_size
+    )
     get_run_logger().info("metrics: %s", {k: round(v, 4) for k, v in result.summary.items()})
-    return store.put_json(result.summary, kind="metrics"), store.put_frame(result.per_user, kind="metrics-per-user")
+    return store.put_json(result.summary, kind="metrics"), store.put_frame(
+        result.per_user, kind="metrics-per-user"
+    )
 
 
 @task(name="report")
@@ -91,7 +106,11 @@ def report_task(settings: Settings, refs: dict[str, ArtifactRef], validation: st
         "seed": settings.seed,
         "config_fingerprint": settings.fingerprint(),
         "tags": settings.tags,
-        "dataset": {"id": refs["snapshot"].id, "source": settings.data.source, **report.describe_interactions(snapshot)},
+        "dataset": {
+            "id": refs["snapshot"].id,
+            "source": settings.data.source,
+            **report.describe_interactions(snapshot),
+        },
         "split": {"strategy": settings.split.strategy, "train_rows": train.height, "test_rows": test.height},
         "validation": validation,
         "metrics": metrics,
@@ -104,7 +123,9 @@ def report_task(settings: Settings, refs: dict[str, ArtifactRef], validation: st
         "report": store.write_text(f"runs/{run_id}/report.md", markdown),
         "store": store.uri_of(""),
     }
-    create_markdown_artifact(key=f"{ARTIFACT_PREFIX}-report", markdown=markdown, description="Pipeline run report")
+    create_markdown_artifact(
+        key=f"{ARTIFACT_PREFIX}-report", markdown=markdown, description="Pipeline run report"
+    )
     create_table_artifact(
         key=f"{ARTIFACT_PREFIX}-metrics",
         table=[{"metric": name, "value": round(value, 6)} for name, value in report.metric_items(metrics)],
