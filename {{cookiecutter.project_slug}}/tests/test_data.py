@@ -16,7 +16,9 @@ SMALL = SyntheticConfig(n_users=400, n_items=300, n_interactions=10_000)
 
 def _contract(frame: pl.DataFrame) -> None:
     assert frame.columns[:3] == ["user_id", "item_id", "timestamp"]
-    assert {name: frame.schema[name] for name in frame.columns} == {n: schema.DTYPES[n] for n in frame.columns}
+    assert {name: frame.schema[name] for name in frame.columns} == {
+        n: schema.DTYPES[n] for n in frame.columns
+    }
 
 
 # -- synthetic ---------------------------------------------------------------------------------------------
@@ -63,7 +65,7 @@ def test_movielens_formats_are_detected(tmp_path: Path, layout: str) -> None:
     (tmp_path / layout).write_text(text)
     frame = sources.load(DataConfig(source="movielens", path=tmp_path), seed=0)
     _contract(frame)
-    assert sorted(frame.rows()) == sorted(ROWS)
+    assert sorted(frame.rows()) == sorted((u, i, t, r) for u, i, r, t in ROWS)
     assert frame.get_column("timestamp").is_sorted()
 
 
@@ -86,7 +88,11 @@ def test_real_ml100k_reference_counts(ml100k: Path) -> None:
     assert frame.get_column("user_id").n_unique() == 943
     assert frame.get_column("item_id").n_unique() == 1_682
     assert frame.get_column("rating").value_counts().sort("rating").get_column("count").to_list() == [
-        6_110, 11_370, 27_145, 34_174, 21_201,
+        6_110,
+        11_370,
+        27_145,
+        34_174,
+        21_201,
     ]
 
 
@@ -108,8 +114,12 @@ def test_csv_with_column_map_and_ms_timestamps(tmp_path: Path) -> None:
 
 
 def test_parquet_directory_and_iso_timestamps(tmp_path: Path) -> None:
-    pl.DataFrame({"uid": [1], "sku": [2], "when": ["2024-01-01T00:00:00Z"]}).write_parquet(tmp_path / "a.parquet")
-    pl.DataFrame({"uid": [3], "sku": [4], "when": ["2024-01-02T00:00:00Z"]}).write_parquet(tmp_path / "b.parquet")
+    pl.DataFrame({"uid": [1], "sku": [2], "when": ["2024-01-01T00:00:00Z"]}).write_parquet(
+        tmp_path / "a.parquet"
+    )
+    pl.DataFrame({"uid": [3], "sku": [4], "when": ["2024-01-02T00:00:00Z"]}).write_parquet(
+        tmp_path / "b.parquet"
+    )
     frame = sources.load(_file_cfg(tmp_path, timestamp_unit="iso"), seed=0)
     assert frame.rows() == [(1, 2, 1_704_067_200), (3, 4, 1_704_153_600)]
 

@@ -45,13 +45,30 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     assert summary["dataset"]["id"][:12] in report and "ndcg@10" in report
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        TaskRunFilter,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
-        latest = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_=f"{ARTIFACT_PREFIX}-%"))
+        published = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            ),
+            # Prefect 3.8's sync client sends unset arguments as null and its server rejects that: pass all.
+            flow_run_filter=FlowRunFilter(),
+            task_run_filter=TaskRunFilter(),
+            sort=ArtifactSort.KEY_ASC,
+            limit=50,
+            offset=0,
         )
-    assert {a.key for a in latest} >= {f"{ARTIFACT_PREFIX}-report", f"{ARTIFACT_PREFIX}-metrics"}
+    by_key = {a.key: a for a in published}
+    assert set(by_key) == {f"{ARTIFACT_PREFIX}-report", f"{ARTIFACT_PREFIX}-metrics"}
+    assert summary["dataset"]["id"][:12] in str(by_key[f"{ARTIFACT_PREFIX}-report"].data)
+    assert "ndcg@10" in str(by_key[f"{ARTIFACT_PREFIX}-metrics"].data)
 
 
 def test_rerun_gives_the_same_artifact_ids(tmp_path: Path, small_settings: Settings) -> None:
@@ -63,9 +80,12 @@ def test_rerun_gives_the_same_artifact_ids(tmp_path: Path, small_settings: Setti
 
 def test_validation_gate_stops_the_flow_before_training(tmp_path: Path) -> None:
     batch = tmp_path / "events.csv"
-    batch.write_text("user_id,item_id,timestamp,rating\n1,2,1700000000,4\n2,3,1700000100,42\n3,1,1700000200,5\n")
+    batch.write_text(
+        "user_id,item_id,timestamp,rating\n1,2,1700000000,4\n2,3,1700000100,42\n3,1,1700000200,5\n"
+    )
     settings = load_settings(
-        [DEFAULT], {"data": {"source": "file", "path": str(batch)}, "storage": {"uri": str(tmp_path / "store")}}
+        [DEFAULT],
+        {"data": {"source": "file", "path": str(batch)}, "storage": {"uri": str(tmp_path / "store")}},
     )
     state = pipeline(settings.resolved(), return_state=True)
     assert state.is_failed()

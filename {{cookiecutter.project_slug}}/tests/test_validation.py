@@ -30,12 +30,16 @@ def test_good_data_passes(good: pl.DataFrame) -> None:
 
 
 def test_null_ids_fail_with_counts(good: pl.DataFrame) -> None:
-    bad = good.with_columns(pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("item_id")).alias("item_id"))
+    bad = good.with_columns(
+        pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("item_id")).alias("item_id")
+    )
     assert _failed(bad) == {("expect_column_values_to_not_be_null", "item_id"): 3}
 
 
 def test_rating_out_of_range_fails_and_samples_the_values(good: pl.DataFrame) -> None:
-    bad = good.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(11.0).otherwise(pl.col("rating")).alias("rating"))
+    bad = good.with_columns(
+        pl.when(pl.int_range(pl.len()) == 5).then(11.0).otherwise(pl.col("rating")).alias("rating")
+    )
     result = validate(bad, CFG, now=NOW)
     (failure,) = result.failures()
     assert (failure.column, failure.unexpected_count, failure.unexpected_sample) == ("rating", 1, (11.0,))

@@ -98,10 +98,10 @@ class EASEConfig(_Section):
 
 class BPRConfig(_Section):
     factors: int = Field(64, gt=0)
-    epochs: int = Field(30, gt=0)
-    learning_rate: float = Field(0.01, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    batch_size: int = Field(4_096, gt=0)
+    epochs: int = Field(50, gt=0)
+    learning_rate: float = Field(0.01, gt=0, description="Adam step size.")
+    weight_decay: float = Field(0.01, ge=0, description="L2 penalty on the embeddings of each triple.")
+    batch_size: int = Field(4_096, gt=0, description="Triples per optimiser step.")
 
 
 class ModelConfig(_Section):

@@ -1,0 +1,73 @@
+"""Ranking metrics checked by hand on a popularity model whose ranking is obvious."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+
+from {{ cookiecutter.package_name }}.evaluation import evaluate
+from {{ cookiecutter.package_name }}.models import build_model
+from {{ cookiecutter.package_name }}.settings import ModelConfig
+
+
+def _frame(pairs: list[tuple[int, int]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "user_id": [u for u, _ in pairs],
+            "item_id": [i for _, i in pairs],
+            "timestamp": list(range(len(pairs))),
+        }
+    )
+
+
+# Item popularity in training: 1 (4 users) > 2 (3) > 3 (2) > 4 (1). Popularity ranks 1, 2, 3, 4.
+TRAIN = _frame([(1, 1), (2, 1), (3, 1), (4, 1), (2, 2), (3, 2), (4, 2), (3, 3), (4, 3), (4, 4)])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(ModelConfig(name="popularity")).fit(TRAIN, 0)
+
+
+def _dcg(ranks: list[int]) -> float:
+    return sum(1 / math.log2(r + 1) for r in ranks)
+
+
+def test_hand_computed_metrics(model) -> None:
+    # user 1 saw item 1: its ranking is 2, 3, 4. Test {3, 9}: 3 is hit at rank 2; 9 is unknown to the model.
+    # user 2 saw 1, 2: ranking 3, 4. Test {4}: hit at rank 2.
+    # user 99 never trained: skipped.
+    test = _frame([(1, 3), (1, 9), (2, 4), (2, 4), (99, 1)])
+    result = evaluate(model, TRAIN, test, ks=[1, 2], batch_size=1)
+    per_user = {row["user_id"]: row for row in result.per_user.iter_rows(named=True)}
+    assert set(per_user) == {1, 2}
+    assert per_user[1]["n_test"] == 2 and per_user[2]["n_test"] == 1  # duplicate test event counted once
+    assert per_user[1]["ndcg@2"] == pytest.approx(_dcg([2]) / _dcg([1, 2]))
+    assert per_user[1]["recall@2"] == pytest.approx(0.5)  # the unknown item stays in the denominator
+    assert per_user[2]["ndcg@2"] == pytest.approx(_dcg([2]) / _dcg([1]))
+    assert per_user[2]["recall@1"] == 0.0 and per_user[2]["hitrate@2"] == 1.0
+    assert result.summary["users"] == 2 and result.summary["users_skipped"] == 1
+    assert result.summary["hitrate@1"] == 0.0
+    assert result.summary["ndcg@2"] == pytest.approx((per_user[1]["ndcg@2"] + per_user[2]["ndcg@2"]) / 2)
+
+
+def test_k_beyond_catalogue_and_seen_everything(model) -> None:
+    # user 4 saw every item: nothing can be recommended, so no hit even though item 1 is "relevant" again.
+    test = _frame([(4, 1), (1, 4)])
+    result = evaluate(model, TRAIN, test, ks=[10])
+    per_user = {row["user_id"]: row for row in result.per_user.iter_rows(named=True)}
+    assert per_user[4]["hitrate@10"] == 0.0
+    assert per_user[1]["ndcg@10"] == pytest.approx(_dcg([3]) / _dcg([1]))
+
+
+def test_batch_size_does_not_change_results(model) -> None:
+    test = _frame([(1, 3), (1, 4), (2, 3), (2, 4), (3, 4)])
+    a, b = evaluate(model, TRAIN, test, ks=[1, 3], batch_size=1), evaluate(model, TRAIN, test, ks=[1, 3])
+    assert a.per_user.equals(b.per_user) and a.summary == b.summary
+
+
+def test_rejects_a_different_training_frame(model) -> None:
+    with pytest.raises(ValueError, match="not fitted on this training frame"):
+        evaluate(model, TRAIN.head(3), _frame([(1, 3)]), ks=[1])

@@ -1,0 +1,130 @@
+"""The contract every recommender passes, on a tiny synthetic matrix with non-contiguous raw ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.models import MODELS, Recommender, build_model
+from {{ cookiecutter.package_name }}.settings import BPRConfig, ModelConfig
+
+USERS = [10, 500, 7, 42, 99, 3]
+ITEMS = [1000, 20, 333, 4, 58, 71, 860]
+
+
+@pytest.fixture(scope="module")
+def interactions() -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    pairs = {(u, i) for u in USERS for i in ITEMS if rng.random() < 0.45}
+    pairs |= {(u, ITEMS[0]) for u in USERS}  # every user has at least one item
+    rows = sorted(pairs)
+    return pl.DataFrame(
+        {
+            "user_id": [u for u, _ in rows],
+            "item_id": [i for _, i in rows],
+            "timestamp": list(range(len(rows))),
+        }
+    )
+
+
+def _cfg(name: str) -> ModelConfig:
+    return ModelConfig(name=name, bpr=BPRConfig(epochs=3, factors=4, batch_size=8))
+
+
+def _fit(name: str, frame: pl.DataFrame, seed: int = 0) -> Recommender:
+    return build_model(_cfg(name)).fit(frame, seed)
+
+
+@pytest.fixture(params=sorted(MODELS))
+def name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def test_vocabulary_maps_raw_ids(name: str, interactions: pl.DataFrame) -> None:
+    model = _fit(name, interactions)
+    vocab = model.vocabulary
+    assert vocab is not None
+    assert vocab.users.tolist() == sorted(USERS) and vocab.items.tolist() == sorted(ITEMS)
+    assert vocab.user_index([7, 500, 12345]).tolist() == [1, 5, -1]
+    assert vocab.item_index([4, 1000, -1]).tolist() == [0, 6, -1]
+
+
+def test_recommend_excludes_seen_items_only_when_asked(name: str, interactions: pl.DataFrame) -> None:
+    model = _fit(name, interactions)
+    seen = set(interactions.select("user_id", "item_id").iter_rows())
+    recs = model.recommend(USERS, k=3)
+    assert recs.columns == ["user_id", "item_id", "score", "rank"]
+    assert not any(pair in seen for pair in recs.select("user_id", "item_id").iter_rows())
+    for _, group in recs.group_by("user_id"):
+        assert group.get_column("rank").to_list() == list(range(1, group.height + 1))
+        assert group.get_column("score").is_sorted(descending=True)
+    everything = model.recommend(USERS, k=len(ITEMS), exclude_seen=False)
+    assert everything.height == len(USERS) * len(ITEMS)
+    assert model.recommend([123456], k=3).height == 0  # unknown users get nothing, not an error
+
+
+def test_save_load_round_trip_is_exact(name: str, interactions: pl.DataFrame, tmp_path: Path) -> None:
+    model = _fit(name, interactions)
+    model.save(tmp_path / "a.safetensors")
+    loaded = Recommender.load(tmp_path / "a.safetensors")
+    assert type(loaded) is type(model) and loaded.config == model.config
+    users = torch.arange(len(USERS))
+    assert torch.equal(loaded.score(users), model.score(users))
+    assert loaded.recommend(USERS, k=3).equals(model.recommend(USERS, k=3))
+    loaded.save(tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+def test_same_seed_same_scores(name: str, interactions: pl.DataFrame, tmp_path: Path) -> None:
+    a, b = _fit(name, interactions, seed=1), _fit(name, interactions, seed=1)
+    a.save(tmp_path / "a.safetensors")
+    b.save(tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+def test_duplicate_events_count_once(name: str, interactions: pl.DataFrame) -> None:
+    doubled = pl.concat([interactions, interactions])
+    users = torch.arange(len(USERS))
+    assert torch.allclose(_fit(name, doubled).score(users), _fit(name, interactions).score(users))
+
+
+def test_bpr_seed_changes_weights(interactions: pl.DataFrame) -> None:
+    users = torch.arange(len(USERS))
+    assert not torch.equal(
+        _fit("bpr", interactions, 1).score(users), _fit("bpr", interactions, 2).score(users)
+    )
+
+
+def test_bpr_loss_decreases(interactions: pl.DataFrame) -> None:
+    model = build_model(ModelConfig(name="bpr", bpr=BPRConfig(epochs=30, factors=8, batch_size=8))).fit(
+        interactions, 0
+    )
+    history = model.history  # type: ignore[attr-defined]
+    assert len(history) == 30 and history[-1] < history[0]
+
+
+def test_popularity_counts_distinct_users(interactions: pl.DataFrame) -> None:
+    model = _fit("popularity", interactions)
+    expected = interactions.group_by("item_id").len().sort("item_id").get_column("len").to_list()
+    assert model.score(torch.tensor([0]))[0].tolist() == [float(c) for c in expected]
+
+
+def test_ease_matches_closed_form() -> None:
+    x = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 1, 1], [0, 0, 1, 1], [1, 1, 1, 0]], dtype=np.float64)
+    frame = pl.DataFrame(
+        {"user_id": np.nonzero(x)[0], "item_id": np.nonzero(x)[1], "timestamp": np.arange(int(x.sum()))}
+    )
+    model = build_model(ModelConfig(name="ease", ease={"l2": 2.0})).fit(frame, 0)
+    p = np.linalg.inv(x.T @ x + 2.0 * np.eye(4))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    assert np.allclose(model.score(torch.arange(5)).numpy(), x @ b, atol=1e-5)
+
+
+def test_fit_on_empty_frame_is_an_error(name: str, interactions: pl.DataFrame) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        _fit(name, interactions.head(0))

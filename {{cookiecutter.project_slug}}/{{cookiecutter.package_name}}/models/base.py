@@ -1,0 +1,228 @@
+"""The one recommender protocol, and the base class every model shares.
+
+Orientation is users x items everywhere. A fitted model owns its vocabulary (raw ids <-> dense indices) and
+the training interactions it saw (as CSR), so it can exclude seen items and needs nothing else to serve.
+A model is saved as ONE safetensors file: every tensor plus metadata (model name, config, format version).
+Nothing is pickled, and saving the same model twice gives byte-identical files (the file's sha256 is its id).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import BaseModel
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FORMAT_VERSION = "1"
+_METADATA_KEY = "recommender"
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Sorted unique raw ids; a raw id's index is its position. Unknown ids map to -1."""
+
+    users: np.ndarray
+    items: np.ndarray
+
+    @classmethod
+    def from_frame(cls, interactions: pl.DataFrame) -> Vocabulary:
+        return cls(
+            users=interactions.get_column("user_id").unique().sort().to_numpy().astype(np.int64),
+            items=interactions.get_column("item_id").unique().sort().to_numpy().astype(np.int64),
+        )
+
+    @property
+    def n_users(self) -> int:
+        return int(self.users.size)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.items.size)
+
+    def user_index(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        return _lookup(self.users, np.asarray(ids, dtype=np.int64))
+
+    def item_index(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        return _lookup(self.items, np.asarray(ids, dtype=np.int64))
+
+
+def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(sorted_ids, ids)
+    found = (pos < sorted_ids.size) & (sorted_ids[np.minimum(pos, sorted_ids.size - 1)] == ids)
+    return np.where(found, pos, -1).astype(np.int64)
+
+
+class Recommender(ABC):
+    """The protocol: fit / score / recommend / save / load; subclasses implement the `_` hooks below."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: BaseModel | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+        self.vocabulary: Vocabulary | None = None
+        self._indptr = torch.zeros(1, dtype=torch.int64)
+        self._indices = torch.zeros(0, dtype=torch.int64)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _REGISTRY[cls.name] = cls
+
+    # -- training --------------------------------------------------------------------------------------------
+
+    def fit(self, interactions: pl.DataFrame, seed: int) -> Self:
+        """Learn from (user_id, item_id) pairs; repeated pairs count once (implicit feedback)."""
+        if interactions.height == 0:
+            raise ValueError(f"{self.name}: cannot fit on an empty interactions frame")
+        self.vocabulary = Vocabulary.from_frame(interactions)
+        users = self.vocabulary.user_index(interactions.get_column("user_id").to_numpy())
+        items = self.vocabulary.item_index(interactions.get_column("item_id").to_numpy())
+        self._indptr, self._indices = _csr(users, items, self.vocabulary.n_users)
+        self._fit(torch.Generator().manual_seed(seed))
+        return self
+
+    @property
+    def n_users(self) -> int:
+        return self._vocab().n_users
+
+    @property
+    def n_items(self) -> int:
+        return self._vocab().n_items
+
+    def interactions(self, user_index: torch.Tensor) -> torch.Tensor:
+        """Binary float32 rows (batch, n_items) of the training interactions of these users."""
+        rows = torch.zeros(user_index.numel(), self.n_items, dtype=torch.float32)
+        starts, ends = self._indptr[user_index], self._indptr[user_index + 1]
+        counts = ends - starts
+        row = torch.repeat_interleave(torch.arange(user_index.numel()), counts)
+        # Position of each entry inside its user's slice of `_indices`.
+        offset = torch.arange(int(counts.sum())) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts
+        )
+        rows[row, self._indices[torch.repeat_interleave(starts, counts) + offset]] = 1.0
+        return rows
+
+    def seen(self, user_index: torch.Tensor) -> torch.Tensor:
+        return self.interactions(user_index) > 0
+
+    def user_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every training (user index, item index) pair, sorted by user then item."""
+        users = torch.repeat_interleave(torch.arange(self.n_users), self._indptr[1:] - self._indptr[:-1])
+        return users, self._indices
+
+    # -- serving ---------------------------------------------------------------------------------------------
+
+    def score(self, user_index: torch.Tensor) -> torch.Tensor:
+        """Float32 scores (batch, n_items) over internal item indices."""
+        self._vocab()
+        with torch.no_grad():
+            return self._score(user_index.to(torch.int64))
+
+    def recommend(self, user_ids: Sequence[int], k: int, exclude_seen: bool = True) -> pl.DataFrame:
+        """Top-k items per known user (user_id, item_id, score, rank from 1); unknown users get no rows."""
+        vocab = self._vocab()
+        index = vocab.user_index(user_ids)
+        known = torch.from_numpy(index[index >= 0])
+        scores = self.score(known)
+        if exclude_seen:
+            scores = scores.masked_fill(self.seen(known), float("-inf"))
+        top = torch.topk(scores, min(k, self.n_items), dim=1)
+        keep = torch.isfinite(top.values)  # a user who saw everything gets fewer rows, not -inf rows
+        width = top.indices.shape[1]
+        return pl.DataFrame(
+            {
+                "user_id": np.repeat(vocab.users[known.numpy()], width)[keep.flatten().numpy()],
+                "item_id": vocab.items[top.indices.flatten().numpy()][keep.flatten().numpy()],
+                "score": top.values.flatten()[keep.flatten()].numpy(),
+                "rank": np.tile(np.arange(1, width + 1), known.numel())[keep.flatten().numpy()],
+            },
+            schema={"user_id": pl.Int64, "item_id": pl.Int64, "score": pl.Float32, "rank": pl.Int64},
+        )
+
+    # -- persistence -----------------------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        vocab = self._vocab()
+        tensors = {
+            "vocabulary.users": torch.from_numpy(vocab.users),
+            "vocabulary.items": torch.from_numpy(vocab.items),
+            "seen.indptr": self._indptr,
+            "seen.indices": self._indices,
+        }
+        tensors |= {f"state.{key}": value.detach().contiguous() for key, value in self._state().items()}
+        header = {
+            "format": FORMAT_VERSION,
+            "model": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "extra": self._metadata(),
+        }
+        # One metadata key holding canonical JSON: safetensors writes several keys in hash order, which would
+        # make the bytes (and so the artifact id) of the same model differ between runs.
+        metadata = {_METADATA_KEY: json.dumps(header, sort_keys=True, separators=(",", ":"))}
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+
+    @classmethod
+    def load(cls, path: Path) -> Recommender:
+        """Load any saved model; the stored name picks the class (so `Recommender.load` works for all)."""
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = json.loads((fh.metadata() or {}).get(_METADATA_KEY, "{}"))
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118 (safe_open is not a dict)
+        if metadata.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: model format {metadata.get('format')!r}, expected {FORMAT_VERSION}")
+        model_class = _REGISTRY.get(metadata.get("model", ""))
+        if model_class is None:
+            raise ValueError(f"{path}: unknown model {metadata.get('model')!r}; known: {sorted(_REGISTRY)}")
+        model = model_class(model_class.config_class.model_validate(metadata["config"]))
+        model.vocabulary = Vocabulary(
+            users=tensors["vocabulary.users"].numpy(), items=tensors["vocabulary.items"].numpy()
+        )
+        model._indptr, model._indices = tensors["seen.indptr"], tensors["seen.indices"]
+        model._load_state({k.removeprefix("state."): v for k, v in tensors.items() if k.startswith("state.")})
+        model._load_metadata(metadata.get("extra", {}))
+        return model
+
+    # -- subclass hooks --------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _fit(self, generator: torch.Generator) -> None: ...
+
+    @abstractmethod
+    def _score(self, user_index: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def _state(self) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None: ...
+
+    def _metadata(self) -> dict[str, Any]:
+        """Small JSON-able facts worth keeping with the weights (e.g. a training curve)."""
+        return {}
+
+    def _load_metadata(self, extra: dict[str, Any]) -> None:
+        return None
+
+    def _vocab(self) -> Vocabulary:
+        if self.vocabulary is None:
+            raise RuntimeError(f"{self.name} model is not fitted")
+        return self.vocabulary
+
+
+def _csr(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = np.unique(
+        np.stack([users, items], axis=1), axis=0
+    )  # sorted by user, then item; duplicates dropped
+    counts = np.bincount(pairs[:, 0], minlength=n_users)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return torch.from_numpy(indptr), torch.from_numpy(np.ascontiguousarray(pairs[:, 1]).astype(np.int64))
