@@ -1,0 +1,72 @@
+"""Shared helpers for the template's tests: the template's choices, baking, and the rendered file set."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jinja2 import Environment
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
+CONTEXT = json.loads((ROOT / "cookiecutter.json").read_text())
+CHOICES: dict[str, list[str]] = {k: v for k, v in CONTEXT.items() if isinstance(v, list)}
+ML100K = Path(os.environ.get("ML100K_DIR", ROOT.parent / "shared" / "datasets" / "ml-100k"))
+_IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+def answer_sets() -> list[dict[str, str]]:
+    """Combinations of choice answers: all of them when REPRO_RECSYS_FULL_MATRIX=1, otherwise a covering subset.
+
+    The subset takes the i-th value of every choice (wrapping), so every value of every choice is baked once.
+    """
+    if os.environ.get("REPRO_RECSYS_FULL_MATRIX") == "1":
+        combos = itertools.product(*CHOICES.values())
+        return [dict(zip(CHOICES, combo, strict=True)) for combo in combos]
+    width = max(len(values) for values in CHOICES.values())
+    return [{key: values[i % len(values)] for key, values in CHOICES.items()} for i in range(width)]
+
+
+def answer_id(answers: dict[str, str]) -> str:
+    return "-".join(answers[k] for k in CHOICES)
+
+
+def bake(cookies: Any, **answers: str) -> Path:
+    """Bake with these answers (defaults elsewhere); fail the test with the hook's message if it does not bake."""
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code == 0, f"bake failed: {result.exception!r}"
+    assert result.project_path is not None
+    return Path(result.project_path)
+
+
+def expected_files(context: dict[str, Any]) -> set[str]:
+    """Every template file with its name rendered, minus what post_gen_project prunes for these answers."""
+    env = Environment(keep_trailing_newline=True)
+    files = set()
+    for path in TEMPLATE_DIR.rglob("*"):
+        relative = path.relative_to(TEMPLATE_DIR)
+        if path.is_dir() or _IGNORED_DIRS & set(relative.parts):
+            continue
+        files.add(env.from_string(relative.as_posix()).render(cookiecutter=context))
+    if context["license"] == "none":
+        files.discard("LICENSE")
+    if context["ci"] == "none":
+        files = {f for f in files if not f.startswith(".github/")}
+    return files
+
+
+def baked_files(project: Path) -> set[str]:
+    return {
+        p.relative_to(project).as_posix()
+        for p in project.rglob("*")
+        if p.is_file() and not _IGNORED_DIRS & set(p.relative_to(project).parts)
+    }
+
+
+@pytest.fixture(scope="session")
+def ml100k_dir() -> Path | None:
+    return ML100K if (ML100K / "u.data").is_file() else None
