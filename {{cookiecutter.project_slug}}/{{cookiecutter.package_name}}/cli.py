@@ -127,7 +127,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"dataset: {data['rows']:,} interactions, {data['users']:,} users, {data['items']:,} items\n"
         f"split: {summary['split']['strategy']}, {summary['split']['train_rows']:,} train / "
         f"{summary['split']['test_rows']:,} test\n"
-        f"report:  {outputs['report']}\nsummary: {outputs['summary']}\nstore:   {outputs['store']}"
+        f"report:  {outputs['report']}\nsummary: {outputs['summary']}\nstore:   {outputs['store']}",
+        soft_wrap=True,  # keep URIs whole (copyable) whatever the terminal width
     )
 
 
