@@ -30,8 +30,8 @@ test: setup  ## Run the whole test suite (template tests and the baked projects'
 	$(BIN)/python -m pytest
 
 lint: setup  ## Lint the template's own code
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --config pyproject.toml .
+	$(BIN)/ruff format --config pyproject.toml --check .
 
 clean:  ## Remove the virtualenv and baked projects
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -7,12 +7,12 @@ import sys
 SLUG = "{{ cookiecutter.project_slug }}"
 PACKAGE = "{{ cookiecutter.package_name }}"
 
-# Names the generated code imports (or that Python ships): a package with one of these names shadows it.
+# Packages the generated project imports, and its own top-level modules (the stdlib is checked separately):
+# a package with one of these names would shadow the real one.
 TAKEN = {
-    "test", "tests", "json", "typing", "logging", "random", "time", "pathlib", "dataclasses", "abc", "io", "os",
-    "sys", "re", "string", "types", "collections", "functools", "itertools", "contextvars", "tempfile", "hashlib",
-    "torch", "numpy", "polars", "pandas", "prefect", "pydantic", "pydantic_settings", "great_expectations",
-    "evidently", "fsspec", "safetensors", "typer", "rich", "yaml", "flows", "models", "data", "artifacts",
+    *("torch", "numpy", "polars", "pandas", "pyarrow", "prefect", "pydantic", "pydantic_settings", "yaml"),
+    *("great_expectations", "evidently", "fsspec", "s3fs", "safetensors", "typer", "rich", "pytest"),
+    *("test", "tests", "flows", "models", "data", "artifacts", "configs", "deployments"),
 }
 
 
@@ -20,14 +20,14 @@ def main() -> int:
     errors = []
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", SLUG):
         errors.append(
-            f"project_slug {SLUG!r} is not a valid project name: use lowercase letters, digits and single dashes, "
-            "starting with a letter (e.g. 'movie-recs')"
+            f"project_slug {SLUG!r} is not a valid project name: use lowercase letters, digits and single "
+            "dashes, starting with a letter (e.g. 'movie-recs')"
         )
     if not PACKAGE.isidentifier() or not PACKAGE.isascii():
         errors.append(f"package_name {PACKAGE!r} is not a valid Python identifier (e.g. 'movie_recs')")
     elif keyword.iskeyword(PACKAGE) or keyword.issoftkeyword(PACKAGE):
         errors.append(f"package_name {PACKAGE!r} is a Python keyword")
-    elif PACKAGE != PACKAGE.lower():
+    elif not PACKAGE.islower():
         errors.append(f"package_name {PACKAGE!r} must be lowercase (PEP 8)")
     elif PACKAGE in TAKEN or PACKAGE in sys.stdlib_module_names:
         errors.append(f"package_name {PACKAGE!r} would shadow the module of the same name; choose another")

@@ -20,7 +20,7 @@ _IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
 def answer_sets() -> list[dict[str, str]]:
-    """Combinations of choice answers: all of them when REPRO_RECSYS_FULL_MATRIX=1, otherwise a covering subset.
+    """Combinations of choice answers: all when REPRO_RECSYS_FULL_MATRIX=1, otherwise a covering subset.
 
     The subset takes the i-th value of every choice (wrapping), so every value of every choice is baked once.
     """
@@ -36,7 +36,7 @@ def answer_id(answers: dict[str, str]) -> str:
 
 
 def bake(cookies: Any, **answers: str) -> Path:
-    """Bake with these answers (defaults elsewhere); fail the test with the hook's message if it does not bake."""
+    """Bake with these answers (defaults elsewhere); fail the test with the hook's error if it does not."""
     result = cookies.bake(extra_context=answers)
     assert result.exit_code == 0, f"bake failed: {result.exception!r}"
     assert result.project_path is not None

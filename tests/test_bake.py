@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
 import yaml
-
 from conftest import CONTEXT, answer_id, answer_sets, bake, baked_files, expected_files
 
 JINJA_LEFTOVER = re.compile(r"\{\{|\{%|\{#")
@@ -26,8 +27,9 @@ def test_bake_matrix(cookies, answers: dict[str, str]) -> None:
 
     assert baked_files(project) == expected_files(replay)
 
-    for path in project.rglob("*"):
-        assert not JINJA_LEFTOVER.search(path.name), path
+    for relative in sorted(baked_files(project)):
+        path = project / relative
+        assert not JINJA_LEFTOVER.search(relative), relative
         if path.is_file():
             text = path.read_text(encoding="utf-8")
             assert not JINJA_LEFTOVER.search(text), f"{path.relative_to(project)} has unrendered Jinja"
@@ -75,3 +77,13 @@ def test_matrix_covers_every_choice() -> None:
     for key, values in {k: v for k, v in CONTEXT.items() if isinstance(v, list)}.items():
         assert {a[key] for a in ANSWERS} == set(values), key
 
+
+@pytest.mark.parametrize("answers", [ANSWERS[0], ANSWERS[-1]], ids=answer_id)
+def test_baked_project_is_lint_clean(cookies, answers: dict[str, str]) -> None:
+    """The project's own `make lint` (ruff check + format check, with its pyproject settings) passes."""
+    project = bake(cookies, **answers)
+    for command in (["check", "."], ["format", "--check", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command], cwd=project, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr

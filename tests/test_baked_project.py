@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import bake
 
 NON_DEFAULT = {
@@ -33,7 +32,7 @@ def _run_suite(project: Path, ml100k_dir: Path | None) -> None:
     if ml100k_dir is not None:
         env["ML100K_DIR"] = str(ml100k_dir)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error::pytest.PytestUnknownMarkWarning"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error::pytest.PytestWarning"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -43,7 +42,7 @@ def _run_suite(project: Path, ml100k_dir: Path | None) -> None:
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
     print(result.stdout[-600:])
     if ml100k_dir is not None:
-        assert " skipped" not in result.stdout.splitlines()[-1], "ml-100k tests skipped although data is present"
+        assert " skipped" not in result.stdout.splitlines()[-1], "ml-100k tests skipped, data present"
 
 
 @pytest.mark.slow
