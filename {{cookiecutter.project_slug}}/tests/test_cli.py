@@ -57,24 +57,27 @@ def test_outside_the_project_without_config_is_a_clear_error(tmp_path: Path) -> 
 
 
 @pytest.mark.e2e
-def test_run_prints_the_summary(tmp_path: Path) -> None:
-    result = _cli(
-        "run",
-        "--config",
-        str(PROJECT_ROOT / "configs" / "default.yaml"),
-        "--model",
-        "popularity",
-        "--set",
-        "data.synthetic.n_users=300",
-        "--set",
-        "data.synthetic.n_items=200",
-        "--set",
-        "data.synthetic.n_interactions=5000",
-        "--set",
-        f"storage.uri={tmp_path / 'artifacts'}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
-    assert "ndcg@10" in out and "5,000 interactions" in out and "report:" in out
-    assert list((tmp_path / "artifacts" / "runs").iterdir())
+def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> None:
+    """Two processes, same data and config: the second recomputes nothing; then the catalog commands."""
+    args = [
+        "--config", str(PROJECT_ROOT / "configs" / "default.yaml"),
+        "--set", "data.synthetic.n_users=300", "--set", "data.synthetic.n_items=200",
+        "--set", "data.synthetic.n_interactions=5000", "--set", f"storage.uri={tmp_path / 'artifacts'}",
+    ]  # fmt: skip
+    first = _cli("run", *args, "--model", "popularity", "--tag", "purpose=test", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "ndcg@10" in first.stdout and "5,000 interactions" in first.stdout and "manifest:" in first.stdout
+    assert "tasks: 6 ran, 0 cached" in first.stdout
+    second = _cli("run", *args, "--model", "popularity", "--tag", "purpose=test", cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "tasks: 1 ran, 5 cached (ingest, validate, split, train, evaluate)" in second.stdout
+    assert second.stdout.count("Cached(type=COMPLETED)") + second.stderr.count("Cached(type=COMPLETED)") == 5
+
+    listing = _cli("runs", *args, "--tag", "purpose=test", cwd=tmp_path)
+    assert listing.returncode == 0 and listing.stdout.count("purpose=test") == 2, listing.stdout
+    lineage = _cli("lineage", "latest", *args, "--out", str(tmp_path / "g.mmd"), cwd=tmp_path)
+    assert lineage.returncode == 0, lineage.stderr
+    assert "synthetic, seed 42" in lineage.stdout and "model" in lineage.stdout
+    assert (tmp_path / "g.mmd").read_text().startswith("flowchart LR")
+    compared = _cli("compare", "latest", "latest", *args, cwd=tmp_path)
+    assert compared.returncode == 0 and "(same)" in compared.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -37,10 +38,21 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
         assert 0.0 < summary["metrics"][name] <= 1.0, name
     # Every artifact the run names exists in the store with the bytes its id promises.
     store = ArtifactStore(settings.storage.uri)
-    kinds = {a["kind"] for a in summary["artifacts"]}
+    kinds = {a["kind"] for a in summary["artifacts"].values()}
     assert kinds == {"snapshot", "validation", "train", "test", "model", "metrics", "metrics-per-user"}
-    for a in summary["artifacts"]:
+    for a in summary["artifacts"].values():
         store.get_bytes(ArtifactRef(id=a["id"], uri=a["uri"], kind=a["kind"], size=a["size"]))
+    assert summary["artifacts"]["model"]["parents"] == ["train"]
+    # The manifest says what the run ran on and how long each task took.
+    assert summary["environment"]["torch"]["deterministic_algorithms"] is True
+    assert summary["environment"]["code"]["package_sha256"]
+    assert any(p.startswith("polars==") for p in summary["environment"]["packages"])
+    assert set(summary["tasks"]) == {"inspect-inputs", "ingest", "validate", "split", "train", "evaluate"}
+    if settings.data.source == "movielens":
+        (raw,) = summary["dataset"]["inputs"]
+        assert raw["path"].endswith("u.data") and raw["size"] == (Path(raw["path"])).stat().st_size
+    stored = json.loads(Path(summary["outputs"]["manifest"].removeprefix("file://")).read_text())
+    assert stored == {k: v for k, v in summary.items() if k != "outputs"}
     report = Path(summary["outputs"]["report"].removeprefix("file://")).read_text()
     assert summary["dataset"]["id"][:12] in report and "ndcg@10" in report
 
@@ -66,16 +78,38 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
             offset=0,
         )
     by_key = {a.key: a for a in published}
-    assert set(by_key) == {f"{ARTIFACT_PREFIX}-report", f"{ARTIFACT_PREFIX}-metrics"}
+    keys = ("report", "metrics", "manifest-file", "report-file", "lineage-file", "model-file")
+    assert set(by_key) == {f"{ARTIFACT_PREFIX}-{k}" for k in keys}
     assert summary["dataset"]["id"][:12] in str(by_key[f"{ARTIFACT_PREFIX}-report"].data)
     assert "ndcg@10" in str(by_key[f"{ARTIFACT_PREFIX}-metrics"].data)
+    assert summary["outputs"]["manifest"] in str(by_key[f"{ARTIFACT_PREFIX}-manifest-file"].data)
 
 
-def test_rerun_gives_the_same_artifact_ids(tmp_path: Path, small_settings: Settings) -> None:
+def test_rerun_hits_the_cache_for_every_step_and_gives_the_same_ids(small_settings: Settings) -> None:
     first = pipeline(small_settings.resolved())
     second = pipeline(small_settings.resolved())
-    ids = lambda s: {a["name"]: a["id"] for a in s["artifacts"]}  # noqa: E731
+    ids = lambda s: {name: a["id"] for name, a in s["artifacts"].items()}  # noqa: E731
     assert ids(first) == ids(second)
+    assert {t["state"] for name, t in first["tasks"].items() if name != "inspect-inputs"} == {"Completed"}
+    # Only the input inspection (it hashes the files, so a changed byte is noticed) runs again.
+    assert {name for name, t in second["tasks"].items() if t["state"] != "Cached"} == {"inspect-inputs"}
+    assert second["run_id"] != first["run_id"]
+
+
+def test_changed_input_byte_invalidates_the_cache(tmp_path: Path, small_settings: Settings) -> None:
+    from {{ cookiecutter.package_name }}.data.synthetic import generate
+
+    events = tmp_path / "events.csv"
+    generate(small_settings.data.synthetic, seed=1).write_csv(events)
+    settings = load_settings(
+        [DEFAULT], {"data": {"source": "file", "path": str(events)}, "storage": {"uri": str(tmp_path / "s")}}
+    )
+    first = pipeline(settings.resolved())
+    events.write_text(events.read_text().replace("\n1,", "\n2,", 1))  # one user id of one event
+    second = pipeline(settings.resolved())
+    assert second["tasks"]["ingest"]["state"] == "Completed"
+    assert second["dataset"]["inputs"][0]["sha256"] != first["dataset"]["inputs"][0]["sha256"]
+    assert second["dataset"]["id"] != first["dataset"]["id"]
 
 
 def test_validation_gate_stops_the_flow_before_training(tmp_path: Path) -> None:

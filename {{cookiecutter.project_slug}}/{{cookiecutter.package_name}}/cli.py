@@ -1,4 +1,4 @@
-"""The command line: `<package> run` runs the pipeline; `<package> config` shows the resolved settings.
+"""The command line: `run` the pipeline; `runs`, `lineage`, `compare` and `reproduce` past runs; `config`.
 
 This is the entry point, so it is where settings are loaded (once) and where process-wide defaults for
 Prefect, GX and Evidently (telemetry off, a patient local-server start) are set, before they are imported.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -16,6 +17,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from .artifacts import ArtifactStore, open_store
+from .artifacts import runs as runs_catalog
 from .settings import PACKAGE, ConfigFileError, Settings, dotted_overrides, load_settings
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
@@ -35,6 +38,10 @@ ConfigOption = Annotated[
     list[Path] | None,
     typer.Option("--config", "-c", help=f"YAML file layered over {DEFAULT_CONFIG}; repeat to stack several."),
 ]
+TagOption = Annotated[
+    list[str] | None,
+    typer.Option("--tag", help="Label the run (or filter runs) with key=value (repeatable)."),
+]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override one setting, e.g. --set model.ease.l2=500 (repeatable)."),
@@ -52,26 +59,150 @@ def run(
     seed: Annotated[
         int | None, typer.Option(help="Seed for data generation, splitting and training.")
     ] = None,
+    tag: TagOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Run the whole pipeline (ingest, validate, train, evaluate, report) and print a summary."""
+    """Run the whole pipeline (ingest, validate, train, evaluate, record) and print a summary."""
     overrides = _cli_overrides(source=source, path=path, model=model, seed=seed, pairs=set_ or [])
     settings = _load(config, overrides)
+    if tag:
+        settings = settings.model_copy(update={"tags": {**settings.tags, **_tags(tag)}})
     if settings.data.source != "synthetic" and not Path(settings.data.path or "").exists():
         _fail(f"data path does not exist: {settings.data.path}", code=2)
-
-    for key, value in _QUIET_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    from .flows.pipeline import pipeline  # imports Prefect: only once we know there is work to do
 
     console.print(
         f"[bold]{PACKAGE}[/] pipeline: source={settings.data.source} model={settings.model.name} "
         f"config={settings.fingerprint()[:12]}"
     )
-    state = pipeline(settings.resolved(), return_state=True)
+    state = _run_pipeline(settings)
     if not state.is_completed():
         _fail(f"pipeline {state.name}: {_state_message(state)}", code=1)
     _print_summary(state.result())
+
+
+@app.command()
+def runs(config: ConfigOption = None, tag: TagOption = None, set_: SetOption = None) -> None:
+    """List the runs in the artifact store (filter with --tag key=value)."""
+    store = _store(config, set_)
+    table = Table(title=f"runs in {store.uri_of('')}")
+    for column in (
+        "run",
+        "finished (UTC)",
+        "user",
+        "tags",
+        "config",
+        "dataset",
+        "model",
+        "ndcg@10",
+        "cached",
+    ):
+        table.add_column(column)
+    for m in runs_catalog.list_runs(store, _tags(tag or [])):
+        cached = sum(t["state"] == "Cached" for t in m["tasks"].values())
+        table.add_row(
+            m["run_id"][:8],
+            m["finished_at"].replace("T", " ")[:19],
+            m["environment"]["user"],
+            ",".join(f"{k}={v}" for k, v in sorted(m["tags"].items())),
+            m["config_fingerprint"][:12],
+            m["dataset"]["id"][:12],
+            m["model"],
+            f"{m['metrics'].get('ndcg@10', float('nan')):.4f}",
+            f"{cached}/{len(m['tasks'])}",
+        )
+    console.print(table)
+
+
+@app.command()
+def lineage(
+    key: Annotated[str, typer.Argument(help="A run id (prefix), `latest`, or an artifact id (prefix).")],
+    out: Annotated[Path | None, typer.Option(help="Mermaid graph file to write [lineage-<id>.mmd]")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Show what made an artifact: raw input bytes -> snapshot -> split -> model -> metrics."""
+    store = _store(config, set_)
+    try:
+        manifest, name = runs_catalog.find_artifact(store, key)
+    except runs_catalog.RunNotFound as exc:
+        _fail(str(exc), code=2)
+    entry = manifest["artifacts"][name]
+    console.print(
+        f"{name} {entry['id']} (run {manifest['run_id']}, {manifest['finished_at']})", soft_wrap=True
+    )
+    for line in runs_catalog.describe_chain(manifest, name):
+        console.print("  " + line, soft_wrap=True, highlight=False)
+    target = out or Path(f"lineage-{entry['id'][:12]}.mmd")
+    target.write_text(runs_catalog.mermaid(manifest))
+    console.print(f"graph: {target}")
+
+
+@app.command()
+def reproduce(
+    run_key: Annotated[str, typer.Argument(metavar="RUN", help="A run id (prefix) or `latest`.")],
+    change: Annotated[
+        list[str] | None, typer.Option(help="Rebuild with one setting changed, e.g. --change seed=7.")
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Rebuild a run from its manifest alone and check that every artifact id matches."""
+    store = _store(config, set_)
+    try:
+        expected = runs_catalog.find_run(store, run_key)
+        changes = dotted_overrides(change or [])
+    except (runs_catalog.RunNotFound, ValueError) as exc:
+        _fail(str(exc), code=2)
+    with tempfile.TemporaryDirectory(prefix="reproduce-") as scratch:
+        # A private store: the rebuild neither reads the original outputs nor shares their cache entries.
+        resolved = _deep_merge(expected["config"], {**changes, "storage": {"uri": scratch}})
+        console.print(f"rebuilding run {expected['run_id']} from its manifest, in a scratch store")
+        state = _run_pipeline(Settings.from_resolved(resolved))
+        if not state.is_completed():
+            _fail(f"rebuild {state.name}: {_state_message(state)}", code=1)
+        actual = state.result()
+    diff = runs_catalog.compare(expected, actual)
+    for key, old, new in diff["config"]:
+        if not key.startswith("storage."):
+            console.print(f"config {key}: {old!r} in the run, {new!r} in the rebuild")
+    difference = runs_catalog.first_difference(expected, actual)
+    if difference is not None:
+        for key, old, new in diff["environment"]:
+            console.print(f"environment {key}: {old} then, {new} now")
+        _fail(f"not reproduced; first difference: {difference}", code=1)
+    console.print(
+        f"[green]reproduced[/]: all {len(expected['artifacts'])} artifact ids match run {expected['run_id']}"
+    )
+
+
+@app.command("compare")
+def compare_runs(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Show what differs between two runs: config, data, artifacts, metrics and environment."""
+    store = _store(config, set_)
+    try:
+        a, b = runs_catalog.find_run(store, run_a), runs_catalog.find_run(store, run_b)
+    except runs_catalog.RunNotFound as exc:
+        _fail(str(exc), code=2)
+    diff = runs_catalog.compare(a, b)
+    for section in ("config", "data", "artifacts", "metrics", "environment"):
+        table = Table(title=section)
+        for column in ("", a["run_id"][:8], b["run_id"][:8]):
+            table.add_column(column)
+        if section == "metrics":
+            table.add_column("b - a", justify="right")
+        for key, old, new in diff[section]:
+            row = [str(key), _cell(old), _cell(new)]
+            if section == "metrics":
+                row.append(f"{new - old:+.4f}" if old is not None and new is not None else "")
+            table.add_row(*row)
+        if not diff[section]:
+            table.add_row("(same)", "", "")
+        console.print(table)
 
 
 @app.command("config")
@@ -115,6 +246,58 @@ def _load(config: list[Path] | None, overrides: dict[str, Any]) -> Settings:
         _fail(f"invalid settings: {problems}", code=2)
 
 
+def _run_pipeline(settings: Settings) -> Any:
+    """Run the flow in this process (Prefect's local mode); task results are kept beside a local store."""
+    for key, value in _QUIET_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings  # heavy: import late
+
+    from .flows.pipeline import pipeline
+
+    updates = {}
+    if "://" not in settings.storage.uri:
+        updates[PREFECT_RESULTS_LOCAL_STORAGE_PATH] = Path(settings.storage.uri).resolve() / "prefect-results"
+    with temporary_settings(updates=updates):
+        return pipeline(settings.resolved(), return_state=True)
+
+
+def _store(config: list[Path] | None, pairs: list[str] | None) -> ArtifactStore:
+    return open_store(_load(config, _cli_overrides(pairs=pairs or [])).storage)
+
+
+def _tags(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(f"tag '{pair}' is not of the form key=value", code=2)
+        out[key] = value
+    return out
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _deep_merge(out[key], value) if nested else value
+    return out
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _task_states(tasks: dict[str, dict[str, Any]]) -> str:
+    cached = [name for name, t in tasks.items() if t["state"] == "Cached"]
+    if len(cached) == len(tasks):
+        return f"all {len(tasks)} cached (nothing recomputed)"
+    return f"{len(tasks) - len(cached)} ran, {len(cached)} cached" + (
+        f" ({', '.join(cached)})" if cached else ""
+    )
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     data, outputs = summary["dataset"], summary["outputs"]
     table = Table(title=f"{summary['model']} on {data['source']} dataset {data['id'][:12]}")
@@ -127,7 +310,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"dataset: {data['rows']:,} interactions, {data['users']:,} users, {data['items']:,} items\n"
         f"split: {summary['split']['strategy']}, {summary['split']['train_rows']:,} train / "
         f"{summary['split']['test_rows']:,} test\n"
-        f"report:  {outputs['report']}\nsummary: {outputs['summary']}\nstore:   {outputs['store']}",
+        f"tasks: {_task_states(summary['tasks'])}\n"
+        f"report:   {outputs['report']}\nmanifest: {outputs['manifest']}\nstore:    {outputs['store']}",
         soft_wrap=True,  # keep URIs whole (copyable) whatever the terminal width
     )
 

@@ -39,8 +39,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "| --- | --- |",
     ]
     lines += [f"| {name} | {value:.4f} |" for name, value in metric_items(metrics)]
-    lines += ["", "## Artifacts", "", "| kind | id | uri |", "| --- | --- | --- |"]
-    lines += [f"| {a['kind']} | `{a['id'][:12]}` | {a['uri']} |" for a in summary["artifacts"]]
+    lines += ["", "## Artifacts", "", "| name | id | made by | from |", "| --- | --- | --- | --- |"]
+    lines += [
+        f"| {name} | `{a['id'][:12]}` | {a['task']} | {', '.join(a['parents'])} |"
+        for name, a in summary["artifacts"].items()
+    ]
+    lines += ["", "## Tasks", "", "| task | state | seconds |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {t['state']} | {t['seconds']:.2f} |" for name, t in summary["tasks"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ Every error names the file and, where it can, the column and rows. Readers never
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import polars as pl
@@ -36,6 +37,26 @@ def load(cfg: DataConfig, seed: int) -> pl.DataFrame:
         frame = read_files(_existing(cfg.path), cfg)
     # One canonical row order, so the same events always give the same snapshot bytes and id.
     return frame.sort("timestamp", "user_id", "item_id", maintain_order=True)
+
+
+def input_files(cfg: DataConfig) -> list[Path]:
+    """The files `load` reads for this config (none for synthetic data)."""
+    if cfg.source == "synthetic":
+        return []
+    path = _existing(cfg.path)
+    return [_movielens_file(path)] if cfg.source == "movielens" else _data_files(path)
+
+
+def fingerprint_inputs(cfg: DataConfig) -> list[dict[str, str | int]]:
+    """Name, size and sha256 of every input file: the raw bytes a snapshot comes from."""
+    out: list[dict[str, str | int]] = []
+    for file in input_files(cfg):
+        digest = hashlib.sha256()
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023 (fh is the loop's own)
+                digest.update(block)
+        out.append({"path": str(file), "size": file.stat().st_size, "sha256": digest.hexdigest()})
+    return out
 
 
 def read_movielens(path: Path) -> pl.DataFrame:

@@ -1,22 +1,26 @@
-"""The pipeline flow: ingest -> validate -> split -> train -> evaluate -> report.
+"""The pipeline flow: inspect inputs -> ingest -> validate -> split -> train -> evaluate -> record.
 
-Each task wraps one core call, reads its inputs from the artifact store and writes its outputs there, and
-returns artifact references (content hash + URI), never frames or models.
+Each task wraps one core call, reads its inputs from the artifact store, writes its outputs there and returns
+artifact references (content hash + URI), never frames or models. Tasks are cached on their inputs and the
+code, with results persisted, so a rerun on unchanged data and config skips every step (each shows `Cached`).
+The record task writes the run manifest, the report and the Prefect UI artifacts.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from .. import report, training
+from .. import environment, report, training
 from ..artifacts import ArtifactRef, ArtifactStore, open_store
+from ..artifacts.runs import FORMAT, artifact_entry, mermaid, write_manifest
 from ..data import sources
 from ..data.split import split
 from ..evaluation import evaluate
@@ -33,6 +37,7 @@ from ..settings import (
 )
 from ..settings import ValidationConfig as ValidationSettings
 from ..validation import validate
+from .caching import CACHED
 
 ARTIFACT_PREFIX = PACKAGE.replace("_", "-")
 
@@ -41,15 +46,23 @@ class ValidationFailed(RuntimeError):
     """The snapshot did not pass the data-quality gate; nothing downstream ran."""
 
 
-@task(name="ingest")
-def ingest_task(data: DataConfig, seed: int, storage: StorageConfig) -> ArtifactRef:
+@task(name="inspect-inputs")
+def inspect_inputs_task(data: DataConfig) -> list[dict[str, Any]]:
+    # Not cached: hashing the input files is what lets `ingest` notice a changed byte behind the same path.
+    return sources.fingerprint_inputs(data)
+
+
+@task(name="ingest", **CACHED)
+def ingest_task(
+    data: DataConfig, seed: int, inputs: list[dict[str, Any]], storage: StorageConfig
+) -> ArtifactRef:
     frame = sources.load(data, seed)
     ref = open_store(storage).put_frame(frame, kind="snapshot")
     get_run_logger().info("snapshot %s: %d interactions from %s", ref.id[:12], frame.height, data.source)
     return ref
 
 
-@task(name="validate")
+@task(name="validate", **CACHED)
 def validate_task(snapshot: ArtifactRef, cfg: ValidationSettings, storage: StorageConfig) -> dict[str, Any]:
     store = open_store(storage)
     result = validate(store.get_frame(snapshot), cfg, now=int(time.time()))
@@ -58,17 +71,17 @@ def validate_task(snapshot: ArtifactRef, cfg: ValidationSettings, storage: Stora
     return {"passed": result.passed, "summary": result.summary(), "ref": ref}
 
 
-@task(name="split")
+@task(name="split", **CACHED)
 def split_task(
     snapshot: ArtifactRef, cfg: SplitConfig, seed: int, storage: StorageConfig
-) -> tuple[ArtifactRef, ArtifactRef]:
+) -> list[ArtifactRef]:
     store = open_store(storage)
     parts = split(store.get_frame(snapshot), cfg, seed)
     get_run_logger().info("%s split: %d train / %d test", cfg.strategy, parts.train.height, parts.test.height)
-    return store.put_frame(parts.train, kind="train"), store.put_frame(parts.test, kind="test")
+    return [store.put_frame(parts.train, kind="train"), store.put_frame(parts.test, kind="test")]
 
 
-@task(name="train")
+@task(name="train", **CACHED)
 def train_task(train: ArtifactRef, cfg: ModelConfig, seed: int, storage: StorageConfig) -> ArtifactRef:
     store = open_store(storage)
     model = training.train(cfg, store.get_frame(train), seed)
@@ -80,63 +93,79 @@ def train_task(train: ArtifactRef, cfg: ModelConfig, seed: int, storage: Storage
     return ref
 
 
-@task(name="evaluate")
+@task(name="evaluate", **CACHED)
 def evaluate_task(
     model: ArtifactRef, train: ArtifactRef, test: ArtifactRef, cfg: EvaluationConfig, storage: StorageConfig
-) -> tuple[ArtifactRef, ArtifactRef]:
+) -> list[ArtifactRef]:
     store = open_store(storage)
     result = evaluate(
         _load_model(store, model), store.get_frame(train), store.get_frame(test), cfg.k, cfg.batch_size
     )
     get_run_logger().info("metrics: %s", {k: round(v, 4) for k, v in result.summary.items()})
-    return store.put_json(result.summary, kind="metrics"), store.put_frame(
-        result.per_user, kind="metrics-per-user"
-    )
+    return [
+        store.put_json(result.summary, kind="metrics"),
+        store.put_frame(result.per_user, kind="metrics-per-user"),
+    ]
 
 
-@task(name="report")
-def report_task(settings: Settings, refs: dict[str, ArtifactRef], validation: str) -> dict[str, Any]:
+@task(name="record")
+def record_task(
+    settings: Settings,
+    artifacts: dict[str, dict[str, Any]],
+    inputs: list[dict[str, Any]],
+    tasks: dict[str, dict[str, Any]],
+    validation: str,
+    started_at: str,
+) -> dict[str, Any]:
     store = open_store(settings.storage)
     run_id = str(flow_run.get_id() or "local")
+    refs = {
+        name: ArtifactRef(**{k: entry[k] for k in ("id", "uri", "kind", "size")})
+        for name, entry in artifacts.items()
+    }
     snapshot, train, test = (store.get_frame(refs[k]) for k in ("snapshot", "train", "test"))
-    metrics = store.get_json(refs["metrics"])
-    summary: dict[str, Any] = {
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
         "run_id": run_id,
+        "flow_run_name": flow_run.get_name(),
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tags": settings.tags,
         "model": settings.model.name,
         "seed": settings.seed,
+        # One seed drives every random step; listed per step so a reader need not know that.
+        "seeds": {"data": settings.seed, "split": settings.seed, "train": settings.seed},
         "config_fingerprint": settings.fingerprint(),
-        "tags": settings.tags,
+        "config": settings.resolved(),
         "dataset": {
             "id": refs["snapshot"].id,
             "source": settings.data.source,
+            "inputs": inputs,
             **report.describe_interactions(snapshot),
         },
         "split": {"strategy": settings.split.strategy, "train_rows": train.height, "test_rows": test.height},
         "validation": validation,
-        "metrics": metrics,
-        "artifacts": [{"name": name, **ref.model_dump()} for name, ref in refs.items()],
-        "config": settings.resolved(),
+        "metrics": store.get_json(refs["metrics"]),
+        "artifacts": artifacts,
+        "tasks": tasks,
+        "environment": environment.capture(),
     }
-    markdown = report.render_markdown(summary)
-    summary["outputs"] = {
-        "summary": store.write_text(f"runs/{run_id}/summary.json", _json(summary)),
+    manifest_ref, manifest_uri = write_manifest(store, manifest)
+    markdown = report.render_markdown(manifest)
+    outputs = {
+        "manifest": manifest_uri,
+        "manifest_id": manifest_ref.id,
         "report": store.write_text(f"runs/{run_id}/report.md", markdown),
+        "lineage": store.write_text(f"runs/{run_id}/lineage.mmd", mermaid(manifest)),
         "store": store.uri_of(""),
     }
-    create_markdown_artifact(
-        key=f"{ARTIFACT_PREFIX}-report", markdown=markdown, description="Pipeline run report"
-    )
-    create_table_artifact(
-        key=f"{ARTIFACT_PREFIX}-metrics",
-        table=[{"metric": name, "value": round(value, 6)} for name, value in report.metric_items(metrics)],
-        description=f"{settings.model.name} on dataset {refs['snapshot'].id[:12]}",
-    )
-    return summary
+    _publish(settings, manifest, markdown, outputs)
+    return {**manifest, "outputs": outputs}
 
 
 @flow(name="pipeline")
 def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | None = None) -> dict[str, Any]:
-    """Ingest, validate, split, train, evaluate and report.
+    """Ingest, validate, split, train, evaluate and record one run.
 
     `config` is a resolved settings dict (what the CLI passes); a deployment passes `config_files` instead,
     and they are loaded here with the worker's environment (default: configs/default.yaml).
@@ -145,32 +174,58 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         settings = Settings.from_resolved(config)
     else:
         settings = load_settings([Path(f) for f in config_files or ["configs/default.yaml"]])
-    storage = settings.storage
-    snapshot = ingest_task(settings.data, settings.seed, storage)
-    gate = validate_task(snapshot, settings.validation, storage)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    storage, seed, tasks = settings.storage, settings.seed, {}
+
+    inputs = _timed(tasks, inspect_inputs_task, settings.data)
+    snapshot = _timed(tasks, ingest_task, settings.data, seed, inputs, storage)
+    gate = _timed(tasks, validate_task, snapshot, settings.validation, storage)
     if not gate["passed"]:
         raise ValidationFailed(f"snapshot {snapshot.id[:12]} failed validation: {gate['summary']}")
-    train, test = split_task(snapshot, settings.split, settings.seed, storage)
-    model = train_task(train, settings.model, settings.seed, storage)
-    metrics, per_user = evaluate_task(model, train, test, settings.evaluation, storage)
-    refs = {
-        "snapshot": snapshot,
-        "validation": gate["ref"],
-        "train": train,
-        "test": test,
-        "model": model,
-        "metrics": metrics,
-        "metrics_per_user": per_user,
+    train, test = _timed(tasks, split_task, snapshot, settings.split, seed, storage)
+    model = _timed(tasks, train_task, train, settings.model, seed, storage)
+    metrics, per_user = _timed(tasks, evaluate_task, model, train, test, settings.evaluation, storage)
+
+    artifacts = {
+        "snapshot": artifact_entry(snapshot, "ingest", ["inputs"]),
+        "validation": artifact_entry(gate["ref"], "validate", ["snapshot"]),
+        "train": artifact_entry(train, "split", ["snapshot"]),
+        "test": artifact_entry(test, "split", ["snapshot"]),
+        "model": artifact_entry(model, "train", ["train"]),
+        "metrics": artifact_entry(metrics, "evaluate", ["model", "train", "test"]),
+        "metrics_per_user": artifact_entry(per_user, "evaluate", ["model", "train", "test"]),
     }
-    return report_task(settings, refs, gate["summary"])
+    return record_task(settings, artifacts, inputs, tasks, gate["summary"], started_at)
+
+
+def _timed(tasks: dict[str, dict[str, Any]], task_fn: Any, *args: Any) -> Any:
+    """Call a task, note its final state (Completed or Cached) and wall time for the manifest."""
+    started = time.perf_counter()
+    state = task_fn(*args, return_state=True)
+    result = state.result()  # re-raises the task's error, which fails the flow
+    tasks[task_fn.name] = {"state": state.name, "seconds": round(time.perf_counter() - started, 3)}
+    return result
+
+
+def _publish(settings: Settings, manifest: dict[str, Any], markdown: str, outputs: dict[str, str]) -> None:
+    """Prefect UI artifacts with stable keys, so each key's page shows the history across runs."""
+    create_markdown_artifact(
+        key=f"{ARTIFACT_PREFIX}-report", markdown=markdown, description="Pipeline run report"
+    )
+    create_table_artifact(
+        key=f"{ARTIFACT_PREFIX}-metrics",
+        table=[
+            {"metric": name, "value": round(value, 6)}
+            for name, value in report.metric_items(manifest["metrics"])
+        ],
+        description=f"{settings.model.name} on dataset {manifest['dataset']['id'][:12]}",
+    )
+    links = {name: outputs[name] for name in ("manifest", "report", "lineage")}
+    links["model"] = manifest["artifacts"]["model"]["uri"]
+    for name, uri in links.items():
+        create_link_artifact(key=f"{ARTIFACT_PREFIX}-{name}-file", link=uri, link_text=f"{name} of this run")
 
 
 def _load_model(store: ArtifactStore, ref: ArtifactRef) -> Recommender:
     with tempfile.TemporaryDirectory() as tmp:
         return Recommender.load(store.fetch_file(ref, Path(tmp) / "model.safetensors"))
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
