@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ def _cli(*args: str, cwd: Path = PROJECT_ROOT, timeout: int = 300) -> subprocess
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT), "COLUMNS": "200"},
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "COLUMNS": "200"},
     )
 
 
