@@ -87,3 +87,13 @@ def test_baked_project_is_lint_clean(cookies, answers: dict[str, str]) -> None:
             [sys.executable, "-m", "ruff", *command], cwd=project, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_baked_gitignore_ignores_no_project_file(cookies) -> None:
+    """The project's .gitignore is for outputs (artifacts/, data/, .venv/): it must not hide a source file."""
+    project = bake(cookies)
+    files = baked_files(project)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    listed = subprocess.run(["git", "ls-files"], cwd=project, capture_output=True, text=True, check=True)
+    assert set(listed.stdout.split()) == files

@@ -325,5 +325,5 @@ def _state_message(state: Any) -> str:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/] {message}")
+    err.print(f"[red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)

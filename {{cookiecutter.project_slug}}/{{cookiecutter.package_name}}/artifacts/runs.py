@@ -1,0 +1,206 @@
+"""Run manifests and what is read from them: the catalog, lineage graphs and run comparisons.
+
+A manifest is one JSON document per pipeline run, stored content-addressed and also by name at
+`runs/<run_id>/manifest.json`. It holds everything needed to say what made each artifact (resolved config,
+seeds, input file hashes, code and environment) and to rebuild it (`reproduce`). The functions below are
+pure over manifests, except the few that read them from a store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .store import ArtifactRef, ArtifactStore
+
+FORMAT = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+def artifact_entry(ref: ArtifactRef, task: str, parents: Iterable[str]) -> dict[str, Any]:
+    """One artifact as a manifest lists it: its reference, the task that made it, what it was made from."""
+    return {**ref.model_dump(), "task": task, "parents": list(parents)}
+
+
+def write_manifest(store: ArtifactStore, manifest: dict[str, Any]) -> tuple[ArtifactRef, str]:
+    """Store the manifest content-addressed and by run id; returns its reference and its by-name URI."""
+    ref = store.put_json(manifest, kind="manifest")
+    uri = store.write_text(f"runs/{manifest['run_id']}/{MANIFEST_NAME}", store.get_bytes(ref).decode())
+    return ref, uri
+
+
+def list_runs(store: ArtifactStore, tags: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every run's manifest, oldest first, keeping those that carry all of `tags`."""
+    manifests = []
+    for run_id in store.list("runs"):
+        try:
+            manifest = _read_json(store, f"runs/{run_id}/{MANIFEST_NAME}")
+        except FileNotFoundError:
+            continue  # a run that failed before writing its manifest
+        if all(manifest.get("tags", {}).get(k) == v for k, v in (tags or {}).items()):
+            manifests.append(manifest)
+    return sorted(manifests, key=lambda m: (m["started_at"], m["run_id"]))
+
+
+def find_run(store: ArtifactStore, key: str) -> dict[str, Any]:
+    """A run by id or unique id prefix; `latest` is the newest run."""
+    runs = list_runs(store)
+    if not runs:
+        raise RunNotFound(f"no runs in {store.uri_of('runs')}")
+    if key == "latest":
+        return runs[-1]
+    matches = [m for m in runs if m["run_id"].startswith(key)]
+    if len(matches) != 1:
+        raise RunNotFound(f"{'no' if not matches else 'more than one'} run matches {key!r}")
+    return matches[0]
+
+
+def find_artifact(store: ArtifactStore, key: str) -> tuple[dict[str, Any], str]:
+    """The newest run that produced an artifact whose id starts with `key`, and that artifact's name.
+
+    A run id (or `latest`) names that run's model.
+    """
+    try:
+        return find_run(store, key), "model"
+    except RunNotFound:
+        pass
+    for manifest in reversed(list_runs(store)):
+        for name, entry in manifest["artifacts"].items():
+            if len(key) >= 6 and entry["id"].startswith(key):
+                return manifest, name
+    raise RunNotFound(f"no run or artifact matches {key!r}")
+
+
+def lineage_chain(manifest: Mapping[str, Any], focus: str) -> list[str]:
+    """Names of `focus` and everything it was made from, inputs first (the chain to print)."""
+    artifacts = manifest["artifacts"]
+    seen: list[str] = []
+
+    def visit(name: str) -> None:
+        for parent in artifacts.get(name, {}).get("parents", []):
+            visit(parent)
+        if name not in seen:
+            seen.append(name)
+
+    visit(focus)
+    return seen
+
+
+def describe_chain(manifest: Mapping[str, Any], focus: str) -> list[str]:
+    """One line per step: what `focus` came from (down to the raw input bytes), then what came from it."""
+    artifacts, lines = manifest["artifacts"], []
+    downstream = [n for n in lineage_order(manifest) if n != focus and focus in lineage_chain(manifest, n)]
+    for name in lineage_chain(manifest, focus) + downstream:
+        if name == "inputs":
+            files = manifest["dataset"]["inputs"] or [{"path": f"(synthetic, seed {manifest['seed']})"}]
+            for f in files:
+                detail = f" sha256 {f['sha256'][:12]} {f['size']:,} bytes" if "sha256" in f else ""
+                lines.append(f"input     {f['path']}{detail}")
+            continue
+        entry = artifacts[name]
+        parents = ", ".join(entry["parents"])
+        marker = "  <- asked" if name == focus else ""
+        lines.append(f"{name:<9} {entry['id'][:12]}  task {entry['task']:<8} from {parents}{marker}")
+    return lines
+
+
+def mermaid(manifest: Mapping[str, Any]) -> str:
+    """The run's lineage as a Mermaid flowchart (renders on GitHub, in many editors and in the Prefect UI)."""
+    lines = ["flowchart LR"]
+    inputs = manifest["dataset"]["inputs"]
+    label = (
+        "<br/>".join(f"{f['path']}<br/>sha256 {f['sha256'][:12]}" for f in inputs) or "synthetic generator"
+    )
+    lines.append(f'  inputs["inputs<br/>{label}"]')
+    for name, entry in manifest["artifacts"].items():
+        lines.append(f'  {name}["{name}<br/>{entry["id"][:12]}"]')
+        lines += [f"  {parent} -->|{entry['task']}| {name}" for parent in entry["parents"]]
+    return "\n".join(lines) + "\n"
+
+
+def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """What differs between two runs: config values, data, artifacts, metrics and environment."""
+    config_a, config_b = flatten(a["config"]), flatten(b["config"])
+    keys = sorted(set(config_a) | set(config_b))
+    env_a, env_b = _env_summary(a), _env_summary(b)
+    return {
+        "config": [(k, config_a.get(k), config_b.get(k)) for k in keys if config_a.get(k) != config_b.get(k)],
+        "data": [
+            (k, a["dataset"].get(k), b["dataset"].get(k))
+            for k in ("id", "rows", "users", "items")
+            if a["dataset"].get(k) != b["dataset"].get(k)
+        ],
+        "artifacts": [
+            (name, a["artifacts"].get(name, {}).get("id"), b["artifacts"].get(name, {}).get("id"))
+            for name in sorted(set(a["artifacts"]) | set(b["artifacts"]))
+            if a["artifacts"].get(name, {}).get("id") != b["artifacts"].get(name, {}).get("id")
+        ],
+        "metrics": [
+            (k, a["metrics"].get(k), b["metrics"].get(k))
+            for k in sorted(set(a["metrics"]) | set(b["metrics"]))
+        ],
+        "environment": [
+            (k, env_a.get(k), env_b.get(k)) for k in sorted(env_a) if env_a.get(k) != env_b.get(k)
+        ],
+    }
+
+
+def first_difference(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> str | None:
+    """The first artifact, in pipeline order, whose id differs between two manifests (or None)."""
+    for f_exp, f_act in zip(expected["dataset"]["inputs"], actual["dataset"]["inputs"], strict=False):
+        if f_exp["sha256"] != f_act["sha256"]:
+            return (
+                f"input {f_exp['path']}: sha256 {f_exp['sha256'][:12]} expected, {f_act['sha256'][:12]} now"
+            )
+    if len(expected["dataset"]["inputs"]) != len(actual["dataset"]["inputs"]):
+        return "inputs: a different set of input files"
+    for name in lineage_order(expected):
+        want = expected["artifacts"][name]["id"]
+        got = actual["artifacts"].get(name, {}).get("id")
+        if want != got:
+            task = expected["artifacts"][name]["task"]
+            return f"{name} (task {task}): {want[:12]} expected, {str(got)[:12]} rebuilt"
+    return None
+
+
+def lineage_order(manifest: Mapping[str, Any]) -> list[str]:
+    """All artifact names, each after its parents."""
+    order: list[str] = []
+    for name in manifest["artifacts"]:
+        order += [n for n in lineage_chain(manifest, name) if n not in order and n != "inputs"]
+    return order
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out |= flatten(inner, f"{prefix}{key}.")
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def _env_summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    env = manifest["environment"]
+    packages = {p.split("==")[0].lower(): p for p in env["packages"]}
+    return {
+        "python": env["python"],
+        "torch": env["torch"]["version"],
+        "code": env["code"]["package_sha256"][:12],
+        "git_commit": env["code"]["git_commit"],
+        "cpu": env["hardware"]["cpu"],
+        **{
+            f"package {name}": packages.get(name)
+            for name in ("polars", "numpy", "prefect", "great-expectations")
+        },
+    }
+
+
+def _read_json(store: ArtifactStore, relative: str) -> dict[str, Any]:
+    import json
+
+    return json.loads(store.read_text(relative))
