@@ -48,6 +48,11 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     assert summary["environment"]["code"]["package_sha256"]
     assert any(p.startswith("polars==") for p in summary["environment"]["packages"])
     assert set(summary["tasks"]) == {"inspect-inputs", "ingest", "validate", "split", "train", "evaluate"}
+    # Each task's parameters are recorded: config sections as values, artifacts by id.
+    train_params = summary["tasks"]["train"]["parameters"]
+    assert train_params["train"] == f"artifact:{summary['artifacts']['train']['id']}"
+    assert train_params["cfg"] == settings.model.model_dump(mode="json")
+    assert train_params["seed"] == settings.seed
     if settings.data.source == "movielens":
         (raw,) = summary["dataset"]["inputs"]
         assert raw["path"].endswith("u.data") and raw["size"] == (Path(raw["path"])).stat().st_size

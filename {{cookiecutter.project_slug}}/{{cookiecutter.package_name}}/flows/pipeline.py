@@ -8,6 +8,7 @@ The record task writes the run manifest, the report and the Prefect UI artifacts
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
+from pydantic import BaseModel
 
 from .. import environment, report, training
 from ..artifacts import ArtifactRef, ArtifactStore, open_store
@@ -199,12 +201,30 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
 
 
 def _timed(tasks: dict[str, dict[str, Any]], task_fn: Any, *args: Any) -> Any:
-    """Call a task, note its final state (Completed or Cached) and wall time for the manifest."""
+    """Call a task; note its parameters, final state (Completed or Cached) and wall time for the manifest."""
     started = time.perf_counter()
     state = task_fn(*args, return_state=True)
     result = state.result()  # re-raises the task's error, which fails the flow
-    tasks[task_fn.name] = {"state": state.name, "seconds": round(time.perf_counter() - started, 3)}
+    names = inspect.signature(task_fn.fn).parameters
+    tasks[task_fn.name] = {
+        "state": state.name,
+        "seconds": round(time.perf_counter() - started, 3),
+        "parameters": {name: _plain(value) for name, value in zip(names, args, strict=False)},
+    }
     return result
+
+
+def _plain(value: Any) -> Any:
+    """A task argument as the manifest records it: config sections as values, artifacts by id."""
+    if isinstance(value, ArtifactRef):
+        return f"artifact:{value.id}"
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _publish(settings: Settings, manifest: dict[str, Any], markdown: str, outputs: dict[str, str]) -> None:
