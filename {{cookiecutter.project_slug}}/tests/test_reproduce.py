@@ -29,7 +29,8 @@ def _reproduce(store: Path, *args: str) -> tuple[int, str]:
 @pytest.fixture
 def synthetic_run(tmp_path: Path) -> Path:
     store = tmp_path / "store"
-    settings = load_settings([DEFAULT], {"data": {"synthetic": SMALL}, "storage": {"uri": str(store)}})
+    overrides = {"data": {"synthetic": SMALL}, "model": {"name": "ease"}, "storage": {"uri": str(store)}}
+    settings = load_settings([DEFAULT], overrides)
     pipeline(settings.resolved())
     return store
 

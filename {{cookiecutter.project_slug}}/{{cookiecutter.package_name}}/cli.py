@@ -67,7 +67,7 @@ def run(
     settings = _load(config, overrides)
     if tag:
         settings = settings.model_copy(update={"tags": {**settings.tags, **_tags(tag)}})
-    if settings.data.source != "synthetic" and not Path(settings.data.path or "").exists():
+    if settings.data.source in ("movielens", "file") and not Path(settings.data.path or "").exists():
         _fail(f"data path does not exist: {settings.data.path}", code=2)
 
     console.print(
@@ -205,6 +205,70 @@ def compare_runs(
         console.print(table)
 
 
+@app.command()
+def ingest(
+    path: Annotated[
+        Path | None, typer.Option(help="One batch file to ingest (default: all in the landing zone).")
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Take new batch files into the current snapshot; refuse bad ones into quarantine, with reasons."""
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    if path is not None and not path.is_file():
+        _fail(f"batch file does not exist: {path}", code=2)
+    _quiet_defaults()
+    from .flows.ingest import ingest as ingest_flow
+
+    state = ingest_flow(settings.resolved(), path=str(path) if path else None, return_state=True)
+    outcomes = state.result(raise_on_failure=False)
+    if not isinstance(outcomes, list):  # the flow crashed before it could report on batches
+        _fail(f"ingest {state.name}: {_state_message(state)}", code=1)
+    for o in outcomes:
+        name = Path(o["file"]).name
+        if o["accepted"]:
+            note = "already ingested" if o["reasons"] else f"{o['rows']:,} rows, {o['added']:,} new events"
+            console.print(
+                f"[green]taken in[/] {name}: {note}; snapshot {str(o['snapshot'])[:12]}", soft_wrap=True
+            )
+        else:
+            console.print(f"[red]refused[/] {name} -> {o['quarantined_to']}", soft_wrap=True)
+            for reason in o["reasons"]:
+                console.print(f"  - {reason}", soft_wrap=True, highlight=False)
+    if not outcomes:
+        console.print(f"nothing waiting in {settings.ingest.landing}")
+    if not state.is_completed():
+        _fail(f"ingest {state.name}: {state.message}", code=1)
+
+
+@app.command()
+def quarantine(
+    release: Annotated[
+        str | None, typer.Option(help="Move this (fixed) batch back to the landing zone.")
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """List quarantined batches with their reasons, or release one after it is fixed."""
+    from .artifacts.landing import LandingZone
+
+    zone = LandingZone(_load(config, _cli_overrides(pairs=set_ or [])).ingest)
+    if release is not None:
+        try:
+            target = zone.release(release)
+        except FileNotFoundError as exc:
+            _fail(str(exc), code=2)
+        console.print(f"released {release} -> {target}; run `ingest` to take it in")
+        return
+    entries = zone.quarantined()
+    if not entries:
+        console.print(f"nothing in quarantine ({zone.quarantine_dir})")
+    for entry in entries:
+        console.print(f"[bold]{entry['name']}[/] (quarantined {entry['quarantined_at']})", soft_wrap=True)
+        for reason in entry["reasons"]:
+            console.print(f"  - {reason}", soft_wrap=True, highlight=False)
+
+
 @app.command("config")
 def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the resolved settings as JSON, with their fingerprint."""
@@ -246,10 +310,14 @@ def _load(config: list[Path] | None, overrides: dict[str, Any]) -> Settings:
         _fail(f"invalid settings: {problems}", code=2)
 
 
-def _run_pipeline(settings: Settings) -> Any:
-    """Run the flow in this process (Prefect's local mode); task results are kept beside a local store."""
+def _quiet_defaults() -> None:
     for key, value in _QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def _run_pipeline(settings: Settings) -> Any:
+    """Run the flow in this process (Prefect's local mode); task results are kept beside a local store."""
+    _quiet_defaults()
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings  # heavy: import late
 
     from .flows.pipeline import pipeline

@@ -57,7 +57,9 @@ class ColumnMap(_Section):
 
 
 class DataConfig(_Section):
-    source: Literal["synthetic", "movielens", "file"] = "synthetic"
+    source: Literal["synthetic", "movielens", "file", "snapshot"] = Field(
+        "synthetic", description="`snapshot`: the current snapshot built by `ingest` from landed batches."
+    )
     path: Path | None = Field(None, description="MovieLens directory, or a CSV/Parquet file or directory.")
     synthetic: SyntheticConfig = SyntheticConfig()
     columns: ColumnMap = ColumnMap()
@@ -68,7 +70,7 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _path_needed(self) -> DataConfig:
-        if self.source != "synthetic" and self.path is None:
+        if self.source in ("movielens", "file") and self.path is None:
             raise ValueError(f"data.path is required when data.source is '{self.source}'")
         return self
 
@@ -80,6 +82,25 @@ class ValidationConfig(_Section):
         631_152_000, description="Earliest plausible event, Unix seconds (1990-01-01)."
     )
     max_future_seconds: int = Field(86_400, ge=0, description="Tolerated clock skew into the future.")
+    # Checks on a new batch (landing zone), against the current snapshot:
+    min_batch_rows: int = Field(1, ge=1)
+    max_batch_rows: int = Field(5_000_000, ge=1)
+    max_new_user_share: float = Field(
+        1.0, ge=0, le=1, description="Share of a batch's rows from unseen users."
+    )
+    max_new_item_share: float = Field(0.5, ge=0, le=1, description="Share of a batch's rows on unseen items.")
+    min_user_interactions: int = Field(1, ge=1, description="Per user, in the snapshot the batch would make.")
+    min_item_interactions: int = Field(1, ge=1, description="Per item, in the snapshot the batch would make.")
+    min_share_at_minimum: float = Field(
+        0.0, ge=0, le=1, description="Share of a batch's rows whose user and item reach those minimums."
+    )
+
+
+class IngestConfig(_Section):
+    """Where new batch files arrive and where refused ones are kept, with the reason beside them."""
+
+    landing: Path = Path("landing")
+    quarantine: Path = Path("quarantine")
 
 
 class SplitConfig(_Section):
@@ -139,6 +160,7 @@ class Settings(BaseSettings):
     model: ModelConfig = ModelConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     storage: StorageConfig = StorageConfig()
+    ingest: IngestConfig = IngestConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -157,8 +179,8 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
     def fingerprint(self) -> str:
-        """sha256 of the resolved config minus storage: the same experiment wherever its outputs go."""
-        payload = self.model_dump(mode="json", exclude={"storage"})
+        """sha256 of the resolved config minus storage and landing paths: the experiment, wherever it runs."""
+        payload = self.model_dump(mode="json", exclude={"storage", "ingest"})
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 

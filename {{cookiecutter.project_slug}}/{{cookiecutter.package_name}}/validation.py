@@ -1,13 +1,19 @@
-"""Great Expectations checks on the interactions contract, reduced to a small result object.
+"""Great Expectations suites on the interactions contract, reduced to a small result object.
 
-The suite is built from the contract and the thresholds in `ValidationConfig`; the flow branches on
-`ValidationResult.passed` and reports `failures()`. GX runs in an ephemeral context: nothing is written.
+Two suites, both built from the contract (`data/schema.py`) and the thresholds in `ValidationConfig`:
+- `validate`: a snapshot before training (rows, non-null ids and times, time bounds, rating range);
+- `validate_batch`: a new batch before it joins the current snapshot: the same, plus batch size bounds,
+  duplicate events, the share of unseen users and items, and how many rows reach the per-user/per-item
+  minimums in the snapshot the batch would make.
+The flow branches on `ValidationResult.passed`; `failures()` and `markdown()` say what failed, with rows.
+GX runs in an ephemeral context; Data Docs HTML is written only when a folder is given.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -16,6 +22,7 @@ from .data import schema
 from .settings import ValidationConfig
 
 log = logging.getLogger(__name__)
+_EVENT = ["user_id", "item_id", "timestamp"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,8 @@ class Check:
     passed: bool
     unexpected_count: int
     unexpected_sample: tuple[Any, ...]
+    observed: Any = None
+    rows: tuple[int, ...] = ()  # positions of a few offending rows
 
 
 @dataclass(frozen=True)
@@ -36,55 +45,87 @@ class ValidationResult:
     def failures(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
+    def reasons(self) -> list[str]:
+        out = []
+        for c in self.failures():
+            what = f"observed {c.observed}" if c.observed is not None else f"{c.unexpected_count} unexpected"
+            sample = f", e.g. {list(c.unexpected_sample)}" if c.unexpected_sample else ""
+            out.append(f"{c.expectation}({c.column or 'table'}): {what}{sample}")
+        return out
+
     def summary(self) -> str:
         if self.passed:
             return f"all {len(self.checks)} expectations passed on {self.rows} rows"
-        parts = [
-            f"{c.expectation}({c.column or 'table'}): {c.unexpected_count} unexpected, "
-            f"e.g. {list(c.unexpected_sample)}"
-            for c in self.failures()
-        ]
-        return f"{len(parts)} of {len(self.checks)} expectations failed on {self.rows} rows: " + "; ".join(
-            parts
+        reasons = self.reasons()
+        return f"{len(reasons)} of {len(self.checks)} expectations failed on {self.rows} rows: " + "; ".join(
+            reasons
         )
+
+    def markdown(self, frame: pl.DataFrame | None = None) -> str:
+        """Failed expectations as Markdown, with a few offending rows of `frame` where positions are known."""
+        lines = [f"**{'passed' if self.passed else 'FAILED'}**: {self.summary()}", ""]
+        for c in self.failures():
+            lines.append(f"- `{c.expectation}` on `{c.column or 'table'}`")
+            if frame is not None and c.rows:
+                rows = frame.select(schema_columns(frame))[list(c.rows)]
+                lines += ["", "  | " + " | ".join(rows.columns) + " |", "  |" + " --- |" * rows.width]
+                lines += ["  | " + " | ".join(str(v) for v in row) + " |" for row in rows.iter_rows()]
+                lines.append("")
+        return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def validate(frame: pl.DataFrame, cfg: ValidationConfig, now: int) -> ValidationResult:
-    """Run the interactions suite on `frame`; `now` (Unix seconds) bounds how far ahead events may be."""
-    import great_expectations as gx  # heavy import (seconds): only when validating
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = _no_progress_bars()
-    batch = (
-        context.data_sources.add_pandas("interactions")
-        .add_dataframe_asset("interactions")
-        .add_batch_definition_whole_dataframe("all")
-    )
-    suite = context.suites.add(
-        gx.ExpectationSuite(name="interactions", expectations=_expectations(frame, cfg, now))
-    )
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="interactions", data=batch, suite=suite)
-    )
-    result = definition.run(batch_parameters={"dataframe": frame.to_pandas()}, result_format="SUMMARY")
-
-    checks = tuple(_check(r.to_json_dict()) for r in result.results)
-    return ValidationResult(passed=bool(result.success), rows=frame.height, checks=checks)
+def schema_columns(frame: pl.DataFrame) -> list[str]:
+    return [c.name for c in schema.COLUMNS if c.name in frame.columns]
 
 
-def _expectations(frame: pl.DataFrame, cfg: ValidationConfig, now: int) -> list[Any]:
+def validate(
+    frame: pl.DataFrame, cfg: ValidationConfig, now: int, docs_dir: Path | None = None
+) -> ValidationResult:
+    """Run the snapshot suite on `frame`; `now` (Unix seconds) bounds how far ahead events may be."""
+    return _run(frame, _base(frame, cfg, now, min_rows=1, max_rows=None), docs_dir)
+
+
+def validate_batch(
+    batch: pl.DataFrame,
+    current: pl.DataFrame | None,
+    cfg: ValidationConfig,
+    now: int,
+    docs_dir: Path | None = None,
+) -> ValidationResult:
+    """Run the batch suite on `batch`, judged against the `current` snapshot (None before the first batch)."""
     import great_expectations.expectations as gxe
 
-    expectations: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
-    expectations += [gxe.ExpectColumnValuesToNotBeNull(column=name) for name in schema.REQUIRED]
+    expectations = _base(batch, cfg, now, min_rows=cfg.min_batch_rows, max_rows=cfg.max_batch_rows)
+    expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=_EVENT))
+    frame = _with_context(batch, current, cfg)
+    if current is not None and current.height:
+        expectations.append(
+            gxe.ExpectColumnMeanToBeBetween(column="new_user", max_value=cfg.max_new_user_share)
+        )
+        expectations.append(
+            gxe.ExpectColumnMeanToBeBetween(column="new_item", max_value=cfg.max_new_item_share)
+        )
     expectations.append(
+        gxe.ExpectColumnMeanToBeBetween(column="reaches_minimums", min_value=cfg.min_share_at_minimum)
+    )
+    return _run(frame, expectations, docs_dir, rows=batch.height)
+
+
+def _base(
+    frame: pl.DataFrame, cfg: ValidationConfig, now: int, min_rows: int, max_rows: int | None
+) -> list[Any]:
+    import great_expectations.expectations as gxe
+
+    expectations: list[Any] = [
+        gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=max_rows),
+        *(gxe.ExpectColumnValuesToNotBeNull(column=name) for name in schema.REQUIRED),
         gxe.ExpectColumnValuesToBeBetween(
             column="timestamp", min_value=cfg.timestamp_min, max_value=now + cfg.max_future_seconds
-        )
-    )
+        ),
+    ]
     if "rating" in frame.columns:
         expectations.append(
             gxe.ExpectColumnValuesToBeBetween(
@@ -94,21 +135,108 @@ def _expectations(frame: pl.DataFrame, cfg: ValidationConfig, now: int) -> list[
     return expectations
 
 
+def _with_context(batch: pl.DataFrame, current: pl.DataFrame | None, cfg: ValidationConfig) -> pl.DataFrame:
+    """The batch plus per-row facts about the snapshot it would join (0/1 columns, so GX can average them)."""
+    base = (
+        current.select(_EVENT) if current is not None else pl.DataFrame(schema={c: pl.Int64 for c in _EVENT})
+    )
+    merged = pl.concat([base, batch.select(_EVENT)]).unique()
+    user_events = merged.group_by("user_id").len("user_events")
+    item_events = merged.group_by("item_id").len("item_events")
+    known_users = base.select("user_id").unique().with_columns(pl.lit(0.0).alias("new_user"))
+    known_items = base.select("item_id").unique().with_columns(pl.lit(0.0).alias("new_item"))
+    return (
+        batch.join(user_events, on="user_id", how="left", maintain_order="left")
+        .join(item_events, on="item_id", how="left", maintain_order="left")
+        .join(known_users, on="user_id", how="left", maintain_order="left")
+        .join(known_items, on="item_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.col("new_user").fill_null(1.0),
+            pl.col("new_item").fill_null(1.0),
+            (
+                (pl.col("user_events").fill_null(0) >= cfg.min_user_interactions)
+                & (pl.col("item_events").fill_null(0) >= cfg.min_item_interactions)
+            )
+            .cast(pl.Float64)
+            .alias("reaches_minimums"),
+        )
+    )
+
+
+def _run(
+    frame: pl.DataFrame, expectations: list[Any], docs_dir: Path | None, rows: int | None = None
+) -> ValidationResult:
+    import great_expectations as gx  # heavy import (seconds): only when validating
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = _no_progress_bars()
+    batch = (
+        context.data_sources.add_pandas("interactions")
+        .add_dataframe_asset("interactions")
+        .add_batch_definition_whole_dataframe("all")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name="interactions", expectations=expectations))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="interactions", data=batch, suite=suite)
+    )
+    parameters = {"dataframe": frame.to_pandas()}
+    if docs_dir is None:
+        result = definition.run(batch_parameters=parameters, result_format="SUMMARY")
+    else:
+        result = _run_with_docs(context, definition, parameters, docs_dir)
+    checks = tuple(_check(r.to_json_dict()) for r in result.results)
+    return ValidationResult(
+        passed=bool(result.success), rows=frame.height if rows is None else rows, checks=checks
+    )
+
+
+def _run_with_docs(context: Any, definition: Any, parameters: dict[str, Any], docs_dir: Path) -> Any:
+    """Validate through a checkpoint that renders GX Data Docs (HTML) into `docs_dir`."""
+    import great_expectations as gx
+
+    context.add_data_docs_site(
+        "local",
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir.resolve()),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="interactions",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["local"])],
+            result_format="SUMMARY",
+        )
+    )
+    outcome = checkpoint.run(batch_parameters=parameters)
+    return next(iter(outcome.run_results.values()))
+
+
 def _check(result: dict[str, Any]) -> Check:
     config = result["expectation_config"]
     details = result.get("result") or {}
     sample = details.get("partial_unexpected_list") or []
+    observed = details.get("observed_value")
     return Check(
         expectation=config["type"],
-        column=config["kwargs"].get("column"),
+        column=config["kwargs"].get("column") or ",".join(config["kwargs"].get("column_list", [])) or None,
         passed=bool(result["success"]),
         unexpected_count=int(details.get("unexpected_count") or (0 if result["success"] else 1)),
         unexpected_sample=tuple(_plain(v) for v in sample[:5]),
+        observed=_plain(observed) if observed is not None else None,
+        rows=tuple(int(i) for i in (details.get("partial_unexpected_index_list") or [])[:5]),
     )
 
 
 def _plain(value: Any) -> Any:
-    """JSON-friendly scalar (GX hands back numpy/pandas scalars)."""
+    """JSON-friendly value (GX hands back numpy/pandas scalars, dicts of them for compound checks)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value.item() if hasattr(value, "item") else value
 
 

@@ -87,9 +87,18 @@ class ArtifactStore:
 
     def write_text(self, relative: str, text: str) -> str:
         """Write a human-readable output under the store root by name; returns its URI."""
+        return self.write_bytes(relative, text.encode())
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
         path = self._join(relative)
-        self._write(path, text.encode())
+        self._write(path, data)
         return self._uri(path)
+
+    def write_tree(self, relative: str, directory: Path) -> str:
+        """Copy a local folder (e.g. rendered HTML docs) under the store root; returns the folder's URI."""
+        for file in sorted(p for p in directory.rglob("*") if p.is_file()):
+            self.write_bytes(f"{relative}/{file.relative_to(directory).as_posix()}", file.read_bytes())
+        return self.uri_of(relative)
 
     def read_text(self, relative: str) -> str:
         return self.fs.cat_file(self._join(relative)).decode()

@@ -34,6 +34,7 @@ def load(cfg: DataConfig, seed: int) -> pl.DataFrame:
     elif cfg.source == "movielens":
         frame = read_movielens(_existing(cfg.path))
     else:
+        _not_snapshot(cfg)
         frame = read_files(_existing(cfg.path), cfg)
     # One canonical row order, so the same events always give the same snapshot bytes and id.
     return frame.sort("timestamp", "user_id", "item_id", maintain_order=True)
@@ -43,6 +44,7 @@ def input_files(cfg: DataConfig) -> list[Path]:
     """The files `load` reads for this config (none for synthetic data)."""
     if cfg.source == "synthetic":
         return []
+    _not_snapshot(cfg)
     path = _existing(cfg.path)
     return [_movielens_file(path)] if cfg.source == "movielens" else _data_files(path)
 
@@ -84,7 +86,18 @@ def read_files(path: Path, cfg: DataConfig) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
 
-def _read_one(file: Path, cfg: DataConfig) -> pl.DataFrame:
+def read_file(file: Path, cfg: DataConfig, strict_columns: bool = False) -> pl.DataFrame:
+    """One CSV/Parquet file in contract shape.
+
+    With `strict_columns`, a column that `data.columns` does not name is an error: a batch's extra column
+    would otherwise be dropped without anyone noticing.
+    """
+    if file.suffix.lower() not in FILE_SUFFIXES:
+        raise SourceError(f"{file}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
+    return _read_one(file, cfg, strict_columns)
+
+
+def _read_one(file: Path, cfg: DataConfig, strict_columns: bool = False) -> pl.DataFrame:
     try:
         if file.suffix.lower() == ".csv":
             # Read everything as text; the contract casts strictly and names the rows that do not fit.
@@ -107,6 +120,11 @@ def _read_one(file: Path, cfg: DataConfig) -> pl.DataFrame:
             f"{file}: column(s) {missing} named in data.columns are missing; the file has {raw.columns} "
             f"(is data.csv_separator '{cfg.csv_separator}' right?)"
         )
+    extra = [c for c in raw.columns if c not in mapping]
+    if strict_columns and extra:
+        raise SourceError(
+            f"{file}: unexpected column(s) {extra}; expected {list(mapping)} (see data.columns)"
+        )
     frame = raw.select([pl.col(source).alias(target) for source, target in mapping.items()])
     frame = frame.with_columns(_timestamp_seconds(frame.get_column("timestamp"), cfg.timestamp_unit, file))
     return schema.conform(frame, str(file))
@@ -121,6 +139,13 @@ def _timestamp_seconds(column: pl.Series, unit: str, file: Path) -> pl.Series:
         return parsed.dt.epoch("s").alias("timestamp")
     divisor = {"s": 1, "ms": 1_000, "us": 1_000_000}[unit]
     return (schema.cast_column(column, pl.Int64(), str(file)) // divisor).alias("timestamp")
+
+
+def _not_snapshot(cfg: DataConfig) -> None:
+    if cfg.source == "snapshot":
+        raise SourceError(
+            "the current snapshot lives in the artifact store: the pipeline reads it, not a source"
+        )
 
 
 def _positional(raw: pl.DataFrame, file: Path, width: int) -> pl.DataFrame:

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from .. import environment, report, training
 from ..artifacts import ArtifactRef, ArtifactStore, open_store
+from ..artifacts.landing import current_snapshot
 from ..artifacts.runs import FORMAT, artifact_entry, mermaid, write_manifest
 from ..data import sources
 from ..data.split import split
@@ -49,8 +50,16 @@ class ValidationFailed(RuntimeError):
 
 
 @task(name="inspect-inputs")
-def inspect_inputs_task(data: DataConfig) -> list[dict[str, Any]]:
+def inspect_inputs_task(data: DataConfig, storage: StorageConfig) -> list[dict[str, Any]]:
     # Not cached: hashing the input files is what lets `ingest` notice a changed byte behind the same path.
+    if data.source == "snapshot":
+        pointer = current_snapshot(open_store(storage))
+        if pointer is None:
+            raise FileNotFoundError(
+                "data.source is 'snapshot' but nothing was ingested yet: run `ingest` first"
+            )
+        snapshot = pointer["snapshot"]
+        return [{"path": f"snapshot:{snapshot['uri']}", "size": snapshot["size"], "sha256": snapshot["id"]}]
     return sources.fingerprint_inputs(data)
 
 
@@ -58,6 +67,10 @@ def inspect_inputs_task(data: DataConfig) -> list[dict[str, Any]]:
 def ingest_task(
     data: DataConfig, seed: int, inputs: list[dict[str, Any]], storage: StorageConfig
 ) -> ArtifactRef:
+    if data.source == "snapshot":  # the current snapshot, as `inspect-inputs` found it
+        (found,) = inputs
+        uri = found["path"].removeprefix("snapshot:")
+        return ArtifactRef(id=found["sha256"], uri=uri, kind="snapshot", size=found["size"])
     frame = sources.load(data, seed)
     ref = open_store(storage).put_frame(frame, kind="snapshot")
     get_run_logger().info("snapshot %s: %d interactions from %s", ref.id[:12], frame.height, data.source)
@@ -179,7 +192,7 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     storage, seed, tasks = settings.storage, settings.seed, {}
 
-    inputs = _timed(tasks, inspect_inputs_task, settings.data)
+    inputs = _timed(tasks, inspect_inputs_task, settings.data, storage)
     snapshot = _timed(tasks, ingest_task, settings.data, seed, inputs, storage)
     gate = _timed(tasks, validate_task, snapshot, settings.validation, storage)
     if not gate["passed"]:

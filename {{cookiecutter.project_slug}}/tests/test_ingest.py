@@ -1,0 +1,223 @@
+"""Batches into snapshots: a corpus of broken inputs is refused with a reason and nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore
+from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone, current_snapshot
+from {{ cookiecutter.package_name }}.data.synthetic import generate
+from {{ cookiecutter.package_name }}.ingestion import ingest_batch
+from {{ cookiecutter.package_name }}.settings import Settings, SyntheticConfig, load_settings
+
+DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+NOW = 1_800_000_000
+EVENTS = generate(SyntheticConfig(n_users=150, n_items=100, n_interactions=1_200), seed=5)
+FIRST, SECOND = EVENTS.head(800), EVENTS.slice(800, 200)  # the second batch: same users and items, later
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        [DEFAULT],
+        {
+            "ingest": {"landing": str(tmp_path / "landing"), "quarantine": str(tmp_path / "quarantine")},
+            "storage": {"uri": str(tmp_path / "store")},
+            "validation": {"max_batch_rows": 900},
+        },
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> ArtifactStore:
+    return ArtifactStore(settings.storage.uri)
+
+
+def _land(settings: Settings, name: str, data: bytes) -> Path:
+    settings.ingest.landing.mkdir(parents=True, exist_ok=True)
+    path = settings.ingest.landing / name
+    path.write_bytes(data)
+    return path
+
+
+def _csv(frame: pl.DataFrame, separator: str = ",") -> bytes:
+    return frame.write_csv(separator=separator).encode()
+
+
+@pytest.fixture
+def seeded(settings: Settings, store: ArtifactStore) -> dict:
+    outcome = ingest_batch(_land(settings, "first.csv", _csv(FIRST)), settings, store, now=NOW)
+    assert outcome.accepted, outcome.reasons
+    return current_snapshot(store)
+
+
+def _replace_column(name: str, values: list) -> bytes:
+    return _csv(SECOND.head(len(values)).with_columns(pl.Series(name, values)))
+
+
+def _truncated_parquet() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    SECOND.write_parquet(buf)
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+CORPUS: dict[str, tuple[str, Callable[[], bytes], str]] = {
+    "empty file": ("empty.csv", lambda: b"", r"cannot be read"),
+    "truncated parquet": ("cut.parquet", _truncated_parquet, r"cannot be read"),
+    "wrong delimiter": ("semi.csv", lambda: _csv(SECOND, ";"), r"missing.*csv_separator"),
+    "missing column": ("noitem.csv", lambda: _csv(SECOND.drop("item_id")), r"\['item_id'\].*missing"),
+    "extra columns": (
+        "extra.csv",
+        lambda: _csv(SECOND.with_columns(pl.lit("x").alias("device"))),
+        r"unexpected column.*device",
+    ),
+    "non-numeric ids": (
+        "alpha.csv",
+        lambda: _replace_column("user_id", ["u1", "u2", "u3"]),
+        r"'user_id' must be Int64.*u1",
+    ),
+    "NaN ids": (
+        "nan.csv",
+        lambda: _replace_column("item_id", ["1", "NaN", "3"]),
+        r"'item_id' must be Int64.*NaN",
+    ),
+    "null ids": (
+        "null.csv",
+        lambda: _replace_column("user_id", [1, None, 3]),
+        r"expect_column_values_to_not_be_null\(user_id\)",
+    ),
+    "rating out of range": (
+        "rating.csv",
+        lambda: _replace_column("rating", [4.0, 11.0, -1.0]),
+        r"to_be_between\(rating\).*11\.0",
+    ),
+    "milliseconds timestamps": (
+        "ms.csv",
+        lambda: _csv(SECOND.with_columns(pl.col("timestamp") * 1000)),
+        r"to_be_between\(timestamp\)",
+    ),
+    "future timestamps": (
+        "future.csv",
+        lambda: _csv(SECOND.with_columns(pl.lit(NOW + 30 * 86_400).alias("timestamp"))),
+        r"to_be_between\(timestamp\)",
+    ),
+    "duplicated rows": (
+        "dupes.csv",
+        lambda: _csv(pl.concat([SECOND, SECOND.head(5)])),
+        r"compound_columns_to_be_unique",
+    ),
+    "batch beyond size bound": (
+        "huge.csv",
+        lambda: _csv(pl.concat([SECOND.with_columns(pl.col("timestamp") + i) for i in range(5)])),
+        r"table_row_count_to_be_between.*observed 1000",
+    ),
+    "path traversal name": ("..\\..\\evil.csv", lambda: _csv(SECOND), r"file name .* has characters outside"),
+    "non-UTF-8 bytes": (
+        "latin1.csv",
+        lambda: "user_id,item_id,timestamp,rating\n1,2,1700000000,4\n\xe9\xe8,3,1700000001,5\n".encode(
+            "latin-1"
+        ),
+        r"cannot be read|must be Int64",
+    ),
+    "header only": ("header.csv", lambda: b"user_id,item_id,timestamp,rating\n", r"no rows"),
+    "mixed types in a column": (
+        "mixed.csv",
+        lambda: _replace_column("timestamp", ["1700000000", "2024-01-01", "1700000100"]),
+        r"'timestamp' must be Int64.*2024-01-01",
+    ),
+    "mostly unknown items": (
+        "newitems.csv",
+        lambda: _csv(SECOND.with_columns(pl.col("item_id") + 10_000)),
+        r"mean_to_be_between\(new_item\)",
+    ),
+    "unsupported file type": ("events.json", lambda: b'{"user_id": 1}', r"unsupported file type"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORPUS))
+def test_bad_batch_is_refused_and_nothing_is_lost(
+    case: str, settings: Settings, store: ArtifactStore, seeded: dict
+) -> None:
+    name, make, reason = CORPUS[case]
+    data = make()
+    path = _land(settings, name, data)
+    outcome = ingest_batch(path, settings, store, now=NOW)
+
+    assert not outcome.accepted
+    assert any(re.search(reason, r) for r in outcome.reasons), outcome.reasons
+    # The current snapshot did not move and is still readable.
+    assert current_snapshot(store) == seeded
+    assert store.get_frame(ArtifactRef(**seeded["snapshot"])).height == FIRST.height
+    # The batch left the landing zone for quarantine, byte for byte, with its reasons beside it.
+    assert LandingZone(settings.ingest).waiting() == []
+    kept = Path(outcome.quarantined_to)
+    assert kept.parent == settings.ingest.quarantine and kept.read_bytes() == data
+    recorded = json.loads((kept.parent / f"{kept.name}.reason.json").read_text())
+    assert recorded["reasons"] == outcome.reasons and recorded["batch"]["sha256"] == outcome.batch["sha256"]
+
+
+def test_corpus_has_at_least_fifteen_kinds() -> None:
+    assert len(CORPUS) >= 15
+
+
+def test_good_batch_after_a_bad_one_is_taken_in(
+    settings: Settings, store: ArtifactStore, seeded: dict
+) -> None:
+    bad = ingest_batch(_land(settings, "bad.csv", _replace_column("rating", [9.0])), settings, store, now=NOW)
+    assert not bad.accepted
+    good = ingest_batch(_land(settings, "second.csv", _csv(SECOND)), settings, store, now=NOW)
+    assert good.accepted and good.added == SECOND.height and good.previous == seeded["snapshot"]["id"]
+    pointer = current_snapshot(store)
+    assert pointer["snapshot"]["id"] == good.snapshot and pointer["previous"] == seeded["snapshot"]["id"]
+    assert [b["name"] for b in pointer["batches"]] == ["first.csv", "second.csv"]
+    assert store.get_frame(ArtifactRef(**pointer["snapshot"])).height == FIRST.height + SECOND.height
+    # The batch's bytes are kept in the store; the previous snapshot too.
+    assert store.get_bytes(
+        ArtifactRef(id=pointer["batches"][1]["artifact"], uri=_uri(store, pointer), kind="batch", size=0)
+    )
+    assert store.get_frame(ArtifactRef(**seeded["snapshot"])).height == FIRST.height
+
+
+def _uri(store: ArtifactStore, pointer: dict) -> str:
+    digest = pointer["batches"][1]["artifact"]
+    return store.uri_of(f"objects/{digest[:2]}/{digest}.csv")
+
+
+def test_same_batch_twice_changes_nothing(settings: Settings, store: ArtifactStore, seeded: dict) -> None:
+    again = ingest_batch(_land(settings, "first.csv", _csv(FIRST)), settings, store, now=NOW)
+    assert again.accepted and again.reasons == ["already ingested"]
+    assert current_snapshot(store) == seeded
+    overlapping = ingest_batch(
+        _land(settings, "overlap.csv", _csv(FIRST.head(100))), settings, store, now=NOW
+    )
+    assert overlapping.accepted and overlapping.added == 0
+    assert current_snapshot(store)["snapshot"]["id"] == seeded["snapshot"]["id"]
+
+
+def test_refusal_report_shows_offending_rows(settings: Settings, store: ArtifactStore, seeded: dict) -> None:
+    outcome = ingest_batch(
+        _land(settings, "r.csv", _replace_column("rating", [4.0, 11.0])), settings, store, now=NOW
+    )
+    assert "rating" in outcome.report and "| 11.0 |" in outcome.report
+    assert outcome.docs is not None and (Path(outcome.docs.removeprefix("file://")) / "index.html").is_file()
+
+
+def test_release_moves_a_fixed_batch_back(settings: Settings, store: ArtifactStore, seeded: dict) -> None:
+    outcome = ingest_batch(
+        _land(settings, "fixme.csv", _replace_column("rating", [9.0])), settings, store, now=NOW
+    )
+    zone = LandingZone(settings.ingest)
+    assert [q["name"] for q in zone.quarantined()] == ["fixme.csv"]
+    fixed = Path(outcome.quarantined_to)
+    fixed.write_bytes(_csv(SECOND))
+    released = zone.release("fixme.csv")
+    assert zone.quarantined() == [] and zone.waiting() == [released]
+    assert ingest_batch(released, settings, store, now=NOW).accepted
