@@ -121,6 +121,7 @@ def _base(
 
     expectations: list[Any] = [
         gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=max_rows),
+        *(gxe.ExpectColumnToExist(column=name) for name in schema.REQUIRED),
         *(gxe.ExpectColumnValuesToNotBeNull(column=name) for name in schema.REQUIRED),
         gxe.ExpectColumnValuesToBeBetween(
             column="timestamp", min_value=cfg.timestamp_min, max_value=now + cfg.max_future_seconds
