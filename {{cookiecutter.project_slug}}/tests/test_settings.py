@@ -11,6 +11,7 @@ from {{ cookiecutter.package_name }}.settings import (
     Settings,
     dotted_overrides,
     load_settings,
+    settings_for_flow,
 )
 
 _CHOSEN = {"model": {"name"}, "storage": True}  # answers given when the project was generated
@@ -86,3 +87,11 @@ def test_dotted_overrides_parse_values() -> None:
     }
     with pytest.raises(ValueError, match="section.field=value"):
         dotted_overrides(["nonsense"])
+
+
+def test_flows_take_resolved_settings_or_config_files(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("seed: 5\n")
+    settings = load_settings([DEFAULT, exp])
+    assert settings_for_flow(settings.resolved(), None) == settings
+    assert settings_for_flow(None, [str(DEFAULT), str(exp)]) == settings

@@ -208,6 +208,14 @@ def load_settings(config_files: Sequence[Path] = (), overrides: Mapping[str, Any
         _YAML_FILES.reset(token)
 
 
+def settings_for_flow(config: Mapping[str, Any] | None, config_files: Sequence[str] | None) -> Settings:
+    """What a flow runs with: the resolved settings its caller passed, or (for a deployment) its config files
+    loaded with the worker's environment (default: configs/default.yaml)."""
+    if config is not None:
+        return Settings.from_resolved(config)
+    return load_settings([Path(f) for f in config_files or ["configs/default.yaml"]])
+
+
 def dotted_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """Turn CLI `section.field=value` strings into a nested dict; values are parsed as YAML scalars."""
     import yaml

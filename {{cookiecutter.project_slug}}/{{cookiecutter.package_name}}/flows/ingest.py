@@ -17,7 +17,7 @@ from prefect.states import Failed, State
 from ..artifacts import open_store
 from ..artifacts.landing import LandingZone
 from ..ingestion import ingest_batch
-from ..settings import IngestConfig, Settings, load_settings
+from ..settings import IngestConfig, Settings, settings_for_flow
 from .pipeline import ARTIFACT_PREFIX
 
 
@@ -49,10 +49,7 @@ def ingest(
 
     Ends Failed, naming the failed expectations, when any batch is refused (its outcome is in the state).
     """
-    if config is not None:
-        settings = Settings.from_resolved(config)
-    else:
-        settings = load_settings([Path(f) for f in config_files or ["configs/default.yaml"]])
+    settings = settings_for_flow(config, config_files)
     files = [path] if path else waiting_task(settings.ingest)
     outcomes = [ingest_batch_task(file, settings) for file in files]
     refused = [o for o in outcomes if not o["accepted"]]

@@ -36,7 +36,7 @@ from ..settings import (
     Settings,
     SplitConfig,
     StorageConfig,
-    load_settings,
+    settings_for_flow,
 )
 from ..settings import ValidationConfig as ValidationSettings
 from ..validation import validate
@@ -185,10 +185,7 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     `config` is a resolved settings dict (what the CLI passes); a deployment passes `config_files` instead,
     and they are loaded here with the worker's environment (default: configs/default.yaml).
     """
-    if config is not None:
-        settings = Settings.from_resolved(config)
-    else:
-        settings = load_settings([Path(f) for f in config_files or ["configs/default.yaml"]])
+    settings = settings_for_flow(config, config_files)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     storage, seed, tasks = settings.storage, settings.seed, {}
 
