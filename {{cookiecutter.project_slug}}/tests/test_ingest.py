@@ -162,6 +162,9 @@ def test_bad_batch_is_refused_and_nothing_is_lost(
     assert kept.parent == settings.ingest.quarantine and kept.read_bytes() == data
     recorded = json.loads((kept.parent / f"{kept.name}.reason.json").read_text())
     assert recorded["reasons"] == outcome.reasons and recorded["batch"]["sha256"] == outcome.batch["sha256"]
+    if outcome.validation is not None:  # refused by an expectation (not by the reader): its result is stored
+        checks = store.get_json(_ref(store, outcome.validation, ".json"))["checks"]
+        assert any(not c["passed"] for c in checks)
 
 
 def test_corpus_has_at_least_fifteen_kinds() -> None:
@@ -180,15 +183,12 @@ def test_good_batch_after_a_bad_one_is_taken_in(
     assert [b["name"] for b in pointer["batches"]] == ["first.csv", "second.csv"]
     assert store.get_frame(ArtifactRef(**pointer["snapshot"])).height == FIRST.height + SECOND.height
     # The batch's bytes are kept in the store; the previous snapshot too.
-    assert store.get_bytes(
-        ArtifactRef(id=pointer["batches"][1]["artifact"], uri=_uri(store, pointer), kind="batch", size=0)
-    )
+    assert store.get_bytes(_ref(store, pointer["batches"][1]["artifact"], ".csv")) == _csv(SECOND)
     assert store.get_frame(ArtifactRef(**seeded["snapshot"])).height == FIRST.height
 
 
-def _uri(store: ArtifactStore, pointer: dict) -> str:
-    digest = pointer["batches"][1]["artifact"]
-    return store.uri_of(f"objects/{digest[:2]}/{digest}.csv")
+def _ref(store: ArtifactStore, digest: str, suffix: str) -> ArtifactRef:
+    return ArtifactRef(id=digest, uri=store.uri_of(f"objects/{digest[:2]}/{digest}{suffix}"), kind="", size=0)
 
 
 def test_same_batch_twice_changes_nothing(settings: Settings, store: ArtifactStore, seeded: dict) -> None:

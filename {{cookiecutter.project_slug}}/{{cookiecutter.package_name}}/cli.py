@@ -1,4 +1,4 @@
-"""The command line: `run` the pipeline; `runs`, `lineage`, `compare` and `reproduce` past runs; `config`.
+"""The command line: `run` the pipeline, `ingest` batches, `runs`/`lineage`/`compare`/`reproduce`, `config`.
 
 This is the entry point, so it is where settings are loaded (once) and where process-wide defaults for
 Prefect, GX and Evidently (telemetry off, a patient local-server start) are set, before they are imported.
@@ -51,7 +51,9 @@ SetOption = Annotated[
 @app.command()
 def run(
     config: ConfigOption = None,
-    source: Annotated[str | None, typer.Option(help="Data source: synthetic, movielens or file.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Data source: synthetic, movielens, file or snapshot.")
+    ] = None,
     path: Annotated[
         Path | None, typer.Option(help="MovieLens directory, or a CSV/Parquet file or directory.")
     ] = None,

@@ -38,6 +38,7 @@ class BatchOutcome:
     quarantined_to: str | None = None
     report: str = ""  # Markdown: failed expectations with offending rows
     docs: str | None = None  # URI of the GX Data Docs of this batch's validation
+    validation: str | None = None  # artifact id of the stored validation result
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,11 +55,19 @@ def ingest_batch(file: Path, settings: Settings, store: ArtifactStore, now: int)
             str(file), True, info, snapshot=previous, previous=previous, reasons=["already ingested"]
         )
 
-    def refuse(reasons: list[str], report: str = "", docs: str | None = None, **details: Any) -> BatchOutcome:
-        target = landing.quarantine(file, reasons, {"batch": info, "current_snapshot": previous, **details})
+    def refuse(
+        reasons: list[str],
+        report: str = "",
+        docs: str | None = None,
+        validation: str | None = None,
+        **details: Any,
+    ) -> BatchOutcome:
+        details = {"batch": info, "current_snapshot": previous, "validation": validation, **details}
+        target = landing.quarantine(file, reasons, details)
         return BatchOutcome(
             str(file), False, info, previous=previous, snapshot=previous, reasons=reasons,
             quarantined_to=str(target), report=report or "\n".join(f"- {r}" for r in reasons), docs=docs,
+            validation=validation,
         )  # fmt: skip
 
     if safe_name(file.name) != file.name:
@@ -72,14 +81,19 @@ def ingest_batch(file: Path, settings: Settings, store: ArtifactStore, now: int)
     with tempfile.TemporaryDirectory() as tmp:
         result = validate_batch(batch, current, settings.validation, now, docs_dir=Path(tmp))
         docs = store.write_tree(f"ingests/{info['sha256'][:16]}/data-docs", Path(tmp))
-    store.put_json(result.to_dict(), kind="batch-validation")
+    validation = store.put_json(result.to_dict(), kind="batch-validation").id
     if not result.passed:
-        return refuse(result.reasons(), result.markdown(batch), docs, checks=result.to_dict()["checks"])
+        return refuse(
+            result.reasons(), result.markdown(batch), docs, validation, checks=result.to_dict()["checks"]
+        )
 
     merged = merge(current, batch)
     ref = store.put_frame(merged, kind="snapshot")
     batch_ref = store.put_file(file, kind="batch")
-    batches = [*(pointer["batches"] if pointer else []), {**info, "artifact": batch_ref.id}]
+    batches = [
+        *(pointer["batches"] if pointer else []),
+        {**info, "artifact": batch_ref.id, "validation": validation},
+    ]
     advance_snapshot(
         store, {"snapshot": ref.model_dump(), "previous": previous, "rows": merged.height, "batches": batches}
     )
@@ -87,7 +101,7 @@ def ingest_batch(file: Path, settings: Settings, store: ArtifactStore, now: int)
     added = merged.height - (current.height if current is not None else 0)
     return BatchOutcome(
         str(file), True, info, rows=batch.height, added=added, snapshot=ref.id, previous=previous, docs=docs,
-        report=result.markdown(),
+        report=result.markdown(), validation=validation,
     )  # fmt: skip
 
 
