@@ -71,3 +71,57 @@ def test_batch_size_does_not_change_results(model) -> None:
 def test_rejects_a_different_training_frame(model) -> None:
     with pytest.raises(ValueError, match="not fitted on this training frame"):
         evaluate(model, TRAIN.head(3), _frame([(1, 3)]), ks=[1])
+
+
+def test_rank_metrics_novelty_and_coverage_by_hand(model) -> None:
+    # user 1 (saw item 1) is recommended 2, 3, 4 and has test items {3, 9}: one hit, at rank 2.
+    result = evaluate(model, TRAIN, _frame([(1, 3), (1, 9)]), ks=[3])
+    row = result.per_user.row(0, named=True)
+    assert row["precision@3"] == pytest.approx(1 / 3)
+    assert row["map@3"] == pytest.approx((1 / 2) / 2)  # P@2 at the hit, over min(|T|, K) = 2
+    assert row["mrr@3"] == pytest.approx(1 / 2)
+    # Training users: item 2 had 3 of 4, item 3 had 2 of 4, item 4 had 1 of 4.
+    assert row["novelty@3"] == pytest.approx((-math.log2(3 / 4) - math.log2(2 / 4) - math.log2(1 / 4)) / 3)
+    assert result.summary["coverage@3"] == pytest.approx(3 / 4)  # items 2, 3, 4 of the 4-item catalogue
+
+
+def test_bootstrap_intervals_bracket_the_mean_and_are_seeded() -> None:
+    from {{ cookiecutter.package_name }}.data.split import temporal_split
+    from {{ cookiecutter.package_name }}.data.synthetic import generate
+    from {{ cookiecutter.package_name }}.evaluation import bootstrap_intervals
+    from {{ cookiecutter.package_name }}.settings import SyntheticConfig
+
+    parts = temporal_split(
+        generate(SyntheticConfig(n_users=400, n_items=200, n_interactions=8_000), seed=2), 0.2
+    )
+    result = evaluate(
+        build_model(ModelConfig(name="ease")).fit(parts.train, 0), parts.train, parts.test, ks=[10]
+    )
+    intervals = bootstrap_intervals(result, n_resamples=500, seed=1)
+    assert set(intervals) >= {"ndcg@10", "recall@10", "map@10", "mrr@10", "novelty@10", "coverage@10"}
+    for name, (low, high) in intervals.items():
+        assert low <= result.summary[name] <= high, name
+        assert low < high, name
+    assert bootstrap_intervals(result, n_resamples=500, seed=1) == intervals
+
+
+def test_paired_test_separates_a_better_model_from_an_equal_one() -> None:
+    from {{ cookiecutter.package_name }}.data.split import temporal_split
+    from {{ cookiecutter.package_name }}.data.synthetic import generate
+    from {{ cookiecutter.package_name }}.evaluation import paired_test
+    from {{ cookiecutter.package_name }}.settings import SyntheticConfig
+
+    parts = temporal_split(
+        generate(SyntheticConfig(n_users=600, n_items=300, n_interactions=15_000), seed=3), 0.2
+    )
+    runs = {
+        name: evaluate(
+            build_model(ModelConfig(name=name)).fit(parts.train, 0), parts.train, parts.test, ks=[10]
+        )
+        for name in ("ease", "popularity")
+    }
+    better = paired_test(runs["ease"], runs["popularity"], "ndcg@10")
+    assert better.difference > 0 and better.p_value < 0.01 and better.interval[0] > 0
+    assert better.users == runs["ease"].per_user.height
+    same = paired_test(runs["ease"], runs["ease"], "ndcg@10")
+    assert same.difference == 0 and same.p_value == 1.0

@@ -39,7 +39,18 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     # Every artifact the run names exists in the store with the bytes its id promises.
     store = ArtifactStore(settings.storage.uri)
     kinds = {a["kind"] for a in summary["artifacts"].values()}
-    assert kinds == {"snapshot", "validation", "train", "test", "model", "metrics", "metrics-per-user"}
+    assert kinds == {
+        "snapshot",
+        "validation",
+        "train",
+        "test",
+        "model",
+        "metrics",
+        "metrics-per-user",
+        "metric-intervals",
+    }
+    low, high = summary["metric_intervals"]["ndcg@10"]
+    assert low <= summary["metrics"]["ndcg@10"] <= high
     for a in summary["artifacts"].values():
         store.get_bytes(ArtifactRef(id=a["id"], uri=a["uri"], kind=a["kind"], size=a["size"]))
     assert summary["artifacts"]["model"]["parents"] == ["train"]

@@ -373,8 +373,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table = Table(title=f"{summary['model']} on {data['source']} dataset {data['id'][:12]}")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    table.add_column("95% interval", justify="right")
+    intervals = summary.get("metric_intervals", {})
     for name, value in sorted(summary["metrics"].items()):
-        table.add_row(name, f"{value:.4f}" if "@" in name else f"{int(value):,}")
+        low, high = intervals.get(name, (None, None))
+        bounds = f"{low:.4f} - {high:.4f}" if low is not None else ""
+        table.add_row(name, f"{value:.4f}" if "@" in name else f"{int(value):,}", bounds)
     console.print(table)
     console.print(
         f"dataset: {data['rows']:,} interactions, {data['users']:,} users, {data['items']:,} items\n"

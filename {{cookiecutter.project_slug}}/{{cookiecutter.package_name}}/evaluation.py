@@ -8,8 +8,18 @@ Metrics, per user, then averaged over evaluated users (binary relevance; T = the
 - NDCG@K = DCG@K / IDCG@K, DCG = sum over hits at rank r (1-based) of 1 / log2(r + 1), IDCG over min(|T|, K).
 - Recall@K = hits@K / |T|.
 - HitRate@K = 1 if hits@K > 0 else 0.
+- Precision@K = hits@K / K.
+- MAP@K: AP@K = sum over hits at rank r of Precision@r, divided by min(|T|, K); averaged over users.
+- MRR@K = 1 / rank of the first hit within the top K (0 when there is none).
+- Novelty@K = mean self-information -log2(share of training users who had the item) of the K recommended
+  items: higher means less popular recommendations.
+- Coverage@K = share of the catalogue that appears in at least one evaluated user's top K (catalogue-level:
+  no per-user value; its interval resamples users like the others, corrected for the resampling bias).
 Test items the model never saw in training stay in T: they count in IDCG and in the recall denominator but
 cannot be hit, which is what such an item costs a deployed model.
+
+`bootstrap_intervals` gives percentile 95% intervals over users for every metric; `paired_test` compares two
+models on the same users with a paired bootstrap of the per-user differences.
 """
 
 from __future__ import annotations
@@ -24,11 +34,15 @@ import torch
 
 from .models import Recommender
 
+PER_USER = ("ndcg", "recall", "hitrate", "precision", "map", "mrr", "novelty")
+
 
 @dataclass(frozen=True)
 class Evaluation:
-    per_user: pl.DataFrame  # user_id, n_test, then ndcg@K, recall@K, hitrate@K for each K
-    summary: dict[str, float]  # metric means, plus `users` and `users_skipped`
+    per_user: pl.DataFrame  # user_id, n_test, then <metric>@K for each per-user metric and K
+    summary: dict[str, float]  # metric means and coverage@K, plus `users` and `users_skipped`
+    top_items: np.ndarray  # (users, max K) internal item indices recommended per user, -1 for an empty slot
+    n_items: int
 
     def table(self) -> list[dict[str, Any]]:
         return [{"metric": name, "value": value} for name, value in sorted(self.summary.items())]
@@ -50,11 +64,17 @@ def evaluate(
         raise ValueError("the model was not fitted on this training frame")
 
     per_user = _per_user_truth(known_users, vocab.user_index, vocab.item_index)
-    columns: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for k in ks for m in ("ndcg", "recall", "hitrate")}
+    _, train_items = model.user_pairs()
+    share = torch.bincount(train_items, minlength=model.n_items).to(torch.float64) / max(model.n_users, 1)
+    self_information = -torch.log2(share.clamp(min=1.0 / max(model.n_users, 1)))
+    columns: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for k in ks for m in PER_USER}
+    tops: list[np.ndarray] = []
     for start in range(0, per_user.height, batch_size):
         chunk = per_user.slice(start, batch_size)
-        for name, values in _batch_metrics(model, chunk, ks).items():
-            columns[name].append(values)
+        values, top = _batch_metrics(model, chunk, ks, self_information)
+        for name, column in values.items():
+            columns[name].append(column)
+        tops.append(top)
 
     metrics = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()}
     table = per_user.select("user_id", "n_test").with_columns(
@@ -63,8 +83,90 @@ def evaluate(
     summary = {
         name: float(values.mean()) if values.size else float("nan") for name, values in metrics.items()
     }
+    width = min(max(ks), model.n_items)
+    top_items = np.concatenate(tops) if tops else np.zeros((0, width), dtype=np.int64)
+    summary |= {f"coverage@{k}": _coverage(top_items[:, :k], model.n_items) for k in ks}
     summary |= {"users": float(per_user.height), "users_skipped": float(skipped)}
-    return Evaluation(per_user=table, summary=summary)
+    return Evaluation(per_user=table, summary=summary, top_items=top_items, n_items=model.n_items)
+
+
+def bootstrap_intervals(
+    evaluation: Evaluation, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals over users for every metric of `evaluation` (same seed, same bounds)."""
+    weights = _resample_weights(evaluation.per_user.height, n_resamples, seed)
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for name in evaluation.per_user.columns:
+        if "@" in name:
+            means = weights @ evaluation.per_user.get_column(name).to_numpy() / evaluation.per_user.height
+            out[name] = (float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail)))
+    for name in (n for n in evaluation.summary if n.startswith("coverage@")):
+        k = int(name.split("@")[1])
+        covered = _covered_matrix(evaluation.top_items[:, :k], evaluation.n_items)
+        shares = ((torch.from_numpy(weights) @ covered) > 0).to(torch.float64).mean(1).numpy()
+        # A resample repeats some users and drops others, so its union of items is smaller on average: shift
+        # the percentiles by that bias (the observed value minus the resampled mean).
+        bias = evaluation.summary[name] - float(shares.mean())
+        out[name] = (
+            float(np.percentile(shares, tail)) + bias,
+            float(np.percentile(shares, 100 - tail)) + bias,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    metric: str
+    users: int  # evaluated by both models
+    mean_a: float
+    mean_b: float
+    difference: float  # mean_a - mean_b over the common users
+    interval: tuple[float, float]  # 95% paired bootstrap interval of the difference
+    p_value: float  # two-sided: how often the resampled difference falls on the other side of zero
+
+
+def paired_test(
+    a: Evaluation, b: Evaluation, metric: str, n_resamples: int = 2000, seed: int = 0
+) -> PairedTest:
+    """Paired bootstrap over the users both evaluations ranked: is model a better than model b on `metric`?"""
+    joined = a.per_user.select("user_id", pl.col(metric).alias("a")).join(
+        b.per_user.select("user_id", pl.col(metric).alias("b")), on="user_id", how="inner"
+    )
+    if joined.height == 0:
+        raise ValueError(f"no user was evaluated by both models on {metric}")
+    diff = (joined.get_column("a") - joined.get_column("b")).to_numpy()
+    means = _resample_weights(joined.height, n_resamples, seed) @ diff / joined.height
+    observed = float(diff.mean())
+    other_side = np.mean(means <= 0) if observed > 0 else np.mean(means >= 0)
+    return PairedTest(
+        metric=metric,
+        users=joined.height,
+        mean_a=float(joined.get_column("a").mean()),
+        mean_b=float(joined.get_column("b").mean()),
+        difference=observed,
+        interval=(float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))),
+        p_value=float(min(1.0, 2 * other_side)) if observed != 0 else 1.0,
+    )
+
+
+def _resample_weights(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n) counts of each user in each bootstrap resample."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+
+
+def _covered_matrix(top_items: np.ndarray, n_items: int) -> torch.Tensor:
+    """(users, items) 0/1 matrix of which items each user was recommended."""
+    covered = torch.zeros(top_items.shape[0], n_items, dtype=torch.float64)
+    rows, cols = np.nonzero(top_items >= 0)
+    covered[torch.from_numpy(rows), torch.from_numpy(top_items[rows, cols])] = 1.0
+    return covered
+
+
+def _coverage(top_items: np.ndarray, n_items: int) -> float:
+    recommended = np.unique(top_items[top_items >= 0])
+    return float(recommended.size / n_items) if n_items else float("nan")
 
 
 def _per_user_truth(truth: pl.DataFrame, user_index: Any, item_index: Any) -> pl.DataFrame:
@@ -80,7 +182,9 @@ def _per_user_truth(truth: pl.DataFrame, user_index: Any, item_index: Any) -> pl
     )
 
 
-def _batch_metrics(model: Recommender, chunk: pl.DataFrame, ks: list[int]) -> dict[str, np.ndarray]:
+def _batch_metrics(
+    model: Recommender, chunk: pl.DataFrame, ks: list[int], self_information: torch.Tensor
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     users = torch.from_numpy(chunk.get_column("u").to_numpy().astype(np.int64))
     n_test = torch.from_numpy(chunk.get_column("n_test").to_numpy().astype(np.float64))
     relevant = torch.zeros(users.numel(), model.n_items, dtype=torch.bool)
@@ -93,16 +197,27 @@ def _batch_metrics(model: Recommender, chunk: pl.DataFrame, ks: list[int]) -> di
     top = torch.topk(scores, min(max(ks), model.n_items), dim=1)
     # A top slot holding -inf (the user has seen nearly everything) is no recommendation, so never a hit.
     hits = relevant.gather(1, top.indices) & torch.isfinite(top.values)
-    discount = 1.0 / torch.log2(torch.arange(2, hits.shape[1] + 2, dtype=torch.float64))
+    filled = torch.isfinite(top.values)
+    ranks = torch.arange(1, hits.shape[1] + 1, dtype=torch.float64)
+    discount = 1.0 / torch.log2(ranks + 1)
+    precision_at_rank = torch.cumsum(hits.to(torch.float64), 1) / ranks
+    first_hit = torch.where(hits.any(1), hits.to(torch.int8).argmax(1) + 1, 0)  # 1-based rank, 0 when none
+    information = self_information[top.indices] * filled
 
     out: dict[str, np.ndarray] = {}
     for k in ks:
         hits_k = hits[:, :k].to(torch.float64)
-        dcg = (hits_k * discount[: hits_k.shape[1]]).sum(1)
+        width = hits_k.shape[1]
         ideal_len = torch.clamp(n_test, max=k).to(torch.int64)
         idcg = torch.cumsum(discount, 0)[torch.clamp(ideal_len, max=discount.numel()) - 1]
         n_hits = hits_k.sum(1)
-        out[f"ndcg@{k}"] = (dcg / idcg).numpy()
+        n_filled = filled[:, :k].sum(1).clamp(min=1)
+        out[f"ndcg@{k}"] = ((hits_k * discount[:width]).sum(1) / idcg).numpy()
         out[f"recall@{k}"] = (n_hits / n_test).numpy()
         out[f"hitrate@{k}"] = (n_hits > 0).to(torch.float64).numpy()
-    return out
+        out[f"precision@{k}"] = (n_hits / k).numpy()
+        out[f"map@{k}"] = ((precision_at_rank[:, :k] * hits_k).sum(1) / torch.clamp(n_test, max=k)).numpy()
+        in_top = (first_hit > 0) & (first_hit <= k)
+        out[f"mrr@{k}"] = torch.where(in_top, 1.0 / first_hit.clamp(min=1), 0.0).to(torch.float64).numpy()
+        out[f"novelty@{k}"] = (information[:, :k].sum(1) / n_filled).numpy()
+    return out, torch.where(filled, top.indices, -1).numpy()

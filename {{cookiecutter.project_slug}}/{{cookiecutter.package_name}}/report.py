@@ -35,10 +35,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"{int(metrics.get('users_skipped', 0)):,})",
         f"- validation: {summary['validation']}",
         "",
-        "| metric | value |",
-        "| --- | --- |",
+        "| metric | value | 95% interval |",
+        "| --- | --- | --- |",
     ]
-    lines += [f"| {name} | {value:.4f} |" for name, value in metric_items(metrics)]
+    intervals = summary.get("metric_intervals", {})
+    lines += [
+        f"| {name} | {value:.4f} | {_interval(intervals.get(name))} |"
+        for name, value in metric_items(metrics)
+    ]
     lines += ["", "## Artifacts", "", "| name | id | made by | from |", "| --- | --- | --- | --- |"]
     lines += [
         f"| {name} | `{a['id'][:12]}` | {a['task']} | {', '.join(a['parents'])} |"
@@ -52,3 +56,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
 def metric_items(metrics: dict[str, float]) -> list[tuple[str, float]]:
     """Ranking metrics only (names with '@'), in a stable order."""
     return sorted((name, float(value)) for name, value in metrics.items() if "@" in name)
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return f"{bounds[0]:.4f} - {bounds[1]:.4f}" if bounds else ""

@@ -136,6 +136,7 @@ class EvaluationConfig(_Section):
     k: list[int] = Field(default_factory=lambda: [10, 20], min_length=1)
     primary_metric: str = "ndcg@10"
     batch_size: int = Field(1_024, gt=0, description="Users ranked per batch during evaluation.")
+    bootstrap_resamples: int = Field(1_000, ge=100, description="Resamples of users for the 95% intervals.")
 
 
 class StorageConfig(_Section):

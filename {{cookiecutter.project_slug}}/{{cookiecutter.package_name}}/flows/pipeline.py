@@ -26,7 +26,7 @@ from ..artifacts.landing import current_snapshot
 from ..artifacts.runs import FORMAT, artifact_entry, mermaid, write_manifest
 from ..data import sources
 from ..data.split import split
-from ..evaluation import evaluate
+from ..evaluation import bootstrap_intervals, evaluate
 from ..models.base import Recommender
 from ..settings import (
     PACKAGE,
@@ -110,16 +110,23 @@ def train_task(train: ArtifactRef, cfg: ModelConfig, seed: int, storage: Storage
 
 @task(name="evaluate", **CACHED)
 def evaluate_task(
-    model: ArtifactRef, train: ArtifactRef, test: ArtifactRef, cfg: EvaluationConfig, storage: StorageConfig
+    model: ArtifactRef,
+    train: ArtifactRef,
+    test: ArtifactRef,
+    cfg: EvaluationConfig,
+    seed: int,
+    storage: StorageConfig,
 ) -> list[ArtifactRef]:
     store = open_store(storage)
     result = evaluate(
         _load_model(store, model), store.get_frame(train), store.get_frame(test), cfg.k, cfg.batch_size
     )
+    intervals = bootstrap_intervals(result, n_resamples=cfg.bootstrap_resamples, seed=seed)
     get_run_logger().info("metrics: %s", {k: round(v, 4) for k, v in result.summary.items()})
     return [
         store.put_json(result.summary, kind="metrics"),
         store.put_frame(result.per_user, kind="metrics-per-user"),
+        store.put_json({name: list(bounds) for name, bounds in intervals.items()}, kind="metric-intervals"),
     ]
 
 
@@ -161,6 +168,7 @@ def record_task(
         "split": {"strategy": settings.split.strategy, "train_rows": train.height, "test_rows": test.height},
         "validation": validation,
         "metrics": store.get_json(refs["metrics"]),
+        "metric_intervals": store.get_json(refs["metric_intervals"]),
         "artifacts": artifacts,
         "tasks": tasks,
         "environment": environment.capture(),
@@ -196,7 +204,9 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         raise ValidationFailed(f"snapshot {snapshot.id[:12]} failed validation: {gate['summary']}")
     train, test = _timed(tasks, split_task, snapshot, settings.split, seed, storage)
     model = _timed(tasks, train_task, train, settings.model, seed, storage)
-    metrics, per_user = _timed(tasks, evaluate_task, model, train, test, settings.evaluation, storage)
+    metrics, per_user, intervals = _timed(
+        tasks, evaluate_task, model, train, test, settings.evaluation, seed, storage
+    )
 
     artifacts = {
         "snapshot": artifact_entry(snapshot, "ingest", ["inputs"]),
@@ -206,6 +216,7 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         "model": artifact_entry(model, "train", ["train"]),
         "metrics": artifact_entry(metrics, "evaluate", ["model", "train", "test"]),
         "metrics_per_user": artifact_entry(per_user, "evaluate", ["model", "train", "test"]),
+        "metric_intervals": artifact_entry(intervals, "evaluate", ["model", "train", "test"]),
     }
     return record_task(settings, artifacts, inputs, tasks, gate["summary"], started_at)
 
