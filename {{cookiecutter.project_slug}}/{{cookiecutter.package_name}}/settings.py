@@ -117,6 +117,13 @@ class EASEConfig(_Section):
     batch_size: int = Field(1_024, gt=0, description="Users scored per batch.")
 
 
+class ItemKNNConfig(_Section):
+    neighbours: int = Field(100, gt=0, description="Most similar items kept per item.")
+    shrink: float = Field(
+        0.0, ge=0, description="Added to the cosine denominator: damps rare co-occurrences."
+    )
+
+
 class BPRConfig(_Section):
     factors: int = Field(64, gt=0)
     epochs: int = Field(50, gt=0)
@@ -126,8 +133,9 @@ class BPRConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["popularity", "ease", "bpr"] = "ease"
+    name: Literal["popularity", "itemknn", "ease", "bpr"] = "ease"
     popularity: PopularityConfig = PopularityConfig()
+    itemknn: ItemKNNConfig = ItemKNNConfig()
     ease: EASEConfig = EASEConfig()
     bpr: BPRConfig = BPRConfig()
 

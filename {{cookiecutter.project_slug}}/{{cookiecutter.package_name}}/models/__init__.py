@@ -4,9 +4,10 @@ from ..settings import ModelConfig
 from .base import Recommender, Vocabulary
 from .bpr import BPR
 from .ease import EASE
+from .itemknn import ItemKNN
 from .popularity import Popularity
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, EASE, BPR)}
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, ItemKNN, EASE, BPR)}
 
 
 def build_model(cfg: ModelConfig) -> Recommender:
@@ -14,4 +15,4 @@ def build_model(cfg: ModelConfig) -> Recommender:
     return MODELS[cfg.name](getattr(cfg, cfg.name))
 
 
-__all__ = ["BPR", "EASE", "MODELS", "Popularity", "Recommender", "Vocabulary", "build_model"]
+__all__ = ["BPR", "EASE", "MODELS", "ItemKNN", "Popularity", "Recommender", "Vocabulary", "build_model"]
