@@ -180,3 +180,33 @@ def test_split_does_not_depend_on_input_row_order() -> None:
     shuffled = frame.sample(fraction=1.0, shuffle=True, seed=9)
     for cfg in (SplitConfig(strategy="temporal"), SplitConfig(strategy="random")):
         assert split(frame, cfg, seed=0).test.equals(split(shuffled, cfg, seed=0).test)
+
+
+def test_leave_last_out_holds_out_each_users_latest_event() -> None:
+    frame = pl.DataFrame(
+        {"user_id": [1, 1, 1, 2, 2, 3], "item_id": [5, 6, 7, 5, 8, 9], "timestamp": [10, 30, 20, 5, 5, 1]}
+    )
+    parts = split(frame, SplitConfig(strategy="leave-last-out"), seed=0)
+    assert sorted(parts.test.select("user_id", "item_id").rows()) == [(1, 6), (2, 8)]  # user 3 has one event
+    assert parts.train.height == 4 and parts.train.filter(pl.col("user_id") == 3).height == 1
+
+
+def test_user_random_split_takes_a_share_of_every_user() -> None:
+    frame = generate(SMALL, seed=4)
+    a = split(frame, SplitConfig(strategy="user-random", test_fraction=0.25), seed=3)
+    assert a.test.equals(split(frame, SplitConfig(strategy="user-random", test_fraction=0.25), seed=3).test)
+    counts = frame.group_by("user_id").len().join(a.test.group_by("user_id").len(), on="user_id", how="left")
+    expected = (counts.get_column("len") * 0.25).round().clip(upper_bound=counts.get_column("len") - 1)
+    assert counts.get_column("len_right").fill_null(0).to_list() == expected.cast(pl.UInt32).to_list()
+    assert a.train.join(a.test, on=["user_id", "item_id", "timestamp"]).height == 0
+
+
+def test_k_core_and_rating_threshold_filter_before_splitting() -> None:
+    frame = generate(SMALL, seed=4)
+    parts = split(frame, SplitConfig(strategy="random", k_core=10, min_rating=3.0), seed=0)
+    kept = pl.concat([parts.train, parts.test])
+    assert kept.get_column("rating").min() >= 3.0 and 0 < kept.height < frame.height
+    assert kept.group_by("user_id").len().get_column("len").min() >= 10
+    assert kept.group_by("item_id").len().get_column("len").min() >= 10
+    with pytest.raises(ValueError, match="no rating column"):
+        split(frame.drop("rating"), SplitConfig(min_rating=3.0), seed=0)

@@ -104,8 +104,16 @@ class IngestConfig(_Section):
 
 
 class SplitConfig(_Section):
-    strategy: Literal["temporal", "random"] = "temporal"
+    strategy: Literal["temporal", "random", "leave-last-out", "user-random"] = Field(
+        "temporal",
+        description="temporal: global time cut-off; random: global holdout; leave-last-out: each user's last "
+        "event; user-random: test_fraction of each user's events.",
+    )
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    k_core: int = Field(
+        0, ge=0, description="Before splitting, keep users and items with >= k events (0: off)."
+    )
+    min_rating: float | None = Field(None, description="Before splitting, keep events rated at least this.")
 
 
 class PopularityConfig(_Section):
