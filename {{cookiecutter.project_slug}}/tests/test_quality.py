@@ -16,12 +16,13 @@ def _ndcg(name: str, parts, seed: int = 42) -> float:
     return evaluate(model, parts.train, parts.test, ks=[10]).summary["ndcg@10"]
 
 
-def test_ease_and_bpr_beat_popularity_on_synthetic_temporal_split() -> None:
+def test_learned_models_beat_popularity_on_synthetic_temporal_split() -> None:
     frame = sources.load(DataConfig(synthetic=SyntheticConfig()), seed=42)
     parts = temporal_split(frame, 0.2)
     popularity = _ndcg("popularity", parts)
     assert _ndcg("ease", parts) > 1.3 * popularity
     assert _ndcg("bpr", parts) > 1.2 * popularity
+    assert _ndcg("ials", parts) > 1.2 * popularity
 
 
 def test_ml100k_random_80_20_matches_reference_figures(ml100k: Path) -> None:
@@ -32,3 +33,4 @@ def test_ml100k_random_80_20_matches_reference_figures(ml100k: Path) -> None:
     assert 0.426 <= ease <= 0.461
     assert _ndcg("bpr", parts) > 1.3 * popularity
     assert _ndcg("itemknn", parts) >= 0.38  # the reference measured 0.395 for ItemKNN-cosine
+    assert _ndcg("ials", parts) >= 0.35  # ahead of the implicit library's ALS here (0.354)

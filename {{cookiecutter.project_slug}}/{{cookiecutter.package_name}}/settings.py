@@ -132,6 +132,14 @@ class ItemKNNConfig(_Section):
     )
 
 
+class IALSConfig(_Section):
+    factors: int = Field(64, gt=0)
+    iterations: int = Field(15, gt=0, description="Alternating passes (users, then items).")
+    alpha: float = Field(10.0, gt=0, description="Extra confidence of an observed pair.")
+    regularization: float = Field(60.0, ge=0, description="L2 penalty lambda on the factors.")
+    cg_steps: int = Field(3, gt=0, description="Conjugate-gradient steps per solve.")
+
+
 class BPRConfig(_Section):
     factors: int = Field(64, gt=0)
     epochs: int = Field(50, gt=0)
@@ -141,11 +149,12 @@ class BPRConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["popularity", "itemknn", "ease", "bpr"] = "ease"
+    name: Literal["popularity", "itemknn", "ease", "bpr", "ials"] = "ease"
     popularity: PopularityConfig = PopularityConfig()
     itemknn: ItemKNNConfig = ItemKNNConfig()
     ease: EASEConfig = EASEConfig()
     bpr: BPRConfig = BPRConfig()
+    ials: IALSConfig = IALSConfig()
 
 
 class EvaluationConfig(_Section):

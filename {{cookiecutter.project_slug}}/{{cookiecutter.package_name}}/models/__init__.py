@@ -4,10 +4,11 @@ from ..settings import ModelConfig
 from .base import Recommender, Vocabulary
 from .bpr import BPR
 from .ease import EASE
+from .ials import IALS
 from .itemknn import ItemKNN
 from .popularity import Popularity
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, ItemKNN, EASE, BPR)}
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, ItemKNN, EASE, BPR, IALS)}
 
 
 def build_model(cfg: ModelConfig) -> Recommender:
@@ -15,4 +16,14 @@ def build_model(cfg: ModelConfig) -> Recommender:
     return MODELS[cfg.name](getattr(cfg, cfg.name))
 
 
-__all__ = ["BPR", "EASE", "MODELS", "ItemKNN", "Popularity", "Recommender", "Vocabulary", "build_model"]
+__all__ = [
+    "BPR",
+    "EASE",
+    "IALS",
+    "MODELS",
+    "ItemKNN",
+    "Popularity",
+    "Recommender",
+    "Vocabulary",
+    "build_model",
+]
