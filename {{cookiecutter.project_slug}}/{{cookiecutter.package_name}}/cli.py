@@ -271,6 +271,77 @@ def quarantine(
             console.print(f"  - {reason}", soft_wrap=True, highlight=False)
 
 
+@app.command()
+def benchmark(
+    data: Annotated[str, typer.Option(help="A MovieLens directory, or `synthetic`.")],
+    out: Annotated[Path, typer.Option(help="JSON file to write; PNG plots go beside it.")],
+    protocol: Annotated[
+        str, typer.Option(help="random-80-20, temporal-80-20, leave-last-out, ...")
+    ] = "random-80-20",
+    seed: Annotated[int, typer.Option(help="Seed of the split, the models and the bootstrap.")] = 42,
+    models: Annotated[
+        str, typer.Option(help="Comma-separated; the first is the baseline of the paired tests.")
+    ] = ("popularity,itemknn,ease,bpr,ials"),
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Train and evaluate models under one protocol: metrics with 95% intervals, timings, memory, plots."""
+    from . import benchmark as bench
+    from .data import sources
+    from .settings import DataConfig
+
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = sorted(set(names) - set(type(settings.model).model_fields) - {"name"})
+    if unknown or not names:
+        _fail(f"unknown model(s) {unknown}; choose from popularity, itemknn, ease, bpr, ials", code=2)
+    if protocol not in bench.PROTOCOLS:
+        _fail(f"unknown protocol {protocol!r}; choose one of {sorted(bench.PROTOCOLS)}", code=2)
+    if data != "synthetic" and not Path(data).is_dir():
+        _fail(f"data directory does not exist: {data}", code=2)
+    source = (
+        DataConfig(source="synthetic") if data == "synthetic" else DataConfig(source="movielens", path=data)
+    )
+    frame = sources.load(source, seed)
+    results = bench.run_benchmark(frame, protocol, names, seed, settings.model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    plots = bench.plot(results, str(out.with_suffix("")))
+
+    table = Table(title=f"{data} · {protocol} · seed {seed} · {results['interactions']:,} interactions")
+    for column in (
+        "model",
+        "NDCG@10 (95% CI)",
+        "Recall@10",
+        "MAP@10",
+        "Coverage@10",
+        "fit s",
+        "eval s",
+        "peak MB",
+    ):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, r in results["models"].items():
+        m = r["metrics"]
+        ndcg = m["ndcg@10"]
+        table.add_row(
+            name,
+            f"{ndcg['value']:.4f} ({ndcg['low']:.3f}-{ndcg['high']:.3f})",
+            f"{m['recall@10']['value']:.4f}",
+            f"{m['map@10']['value']:.4f}",
+            f"{m['coverage@10']['value']:.3f}",
+            f"{r['fit_seconds']:.2f}",
+            f"{r['eval_seconds']:.2f}",
+            f"{r['peak_memory_mb']:.0f}",
+        )
+    console.print(table)
+    for test in results[f"paired_vs_{names[0]}"]:
+        console.print(
+            f"{test['model']}: NDCG@10 {test['difference']:+.4f} vs {names[0]} "
+            f"(95% CI {test['interval'][0]:+.4f} to {test['interval'][1]:+.4f}, p={test['p_value']:.4f})"
+        )
+    console.print(f"results: {out}\nplots:   {', '.join(plots)}", soft_wrap=True)
+
+
 @app.command("config")
 def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the resolved settings as JSON, with their fingerprint."""
