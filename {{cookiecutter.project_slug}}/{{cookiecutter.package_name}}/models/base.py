@@ -23,6 +23,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 FORMAT_VERSION = "1"
+# Item-item models hold dense items x items matrices: 40k^2 fp32 is 6.4 GB, and fitting needs twice that.
+MAX_DENSE_ITEMS = 40_000
 _METADATA_KEY = "recommender"
 _REGISTRY: dict[str, type[Recommender]] = {}
 
@@ -115,6 +117,19 @@ class Recommender(ABC):
 
     def seen(self, user_index: torch.Tensor) -> torch.Tensor:
         return self.interactions(user_index) > 0
+
+    def item_gram(self, batch_size: int = 1_024) -> torch.Tensor:
+        """X'X (items x items, fp32) of the binary training matrix, accumulated over batches of users."""
+        if self.n_items > MAX_DENSE_ITEMS:
+            raise ValueError(
+                f"{self.name}: {self.n_items} items need an items x items matrix; "
+                f"above {MAX_DENSE_ITEMS} items use bpr or ials"
+            )
+        gram = torch.zeros(self.n_items, self.n_items, dtype=torch.float32)
+        for start in range(0, self.n_users, batch_size):
+            rows = self.interactions(torch.arange(start, min(start + batch_size, self.n_users)))
+            gram += rows.T @ rows
+        return gram
 
     def user_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every training (user index, item index) pair, sorted by user then item."""

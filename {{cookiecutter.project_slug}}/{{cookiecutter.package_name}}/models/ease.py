@@ -11,8 +11,6 @@ import torch
 from ..settings import EASEConfig
 from .base import Recommender
 
-MAX_ITEMS = 40_000  # 40k^2 fp32 = 6.4 GB for the Gram matrix, and as much again for its inverse
-
 
 class EASE(Recommender):
     name = "ease"
@@ -20,14 +18,7 @@ class EASE(Recommender):
     config: EASEConfig
 
     def _fit(self, generator: torch.Generator) -> None:
-        if self.n_items > MAX_ITEMS:
-            raise ValueError(
-                f"ease: {self.n_items} items need an items x items matrix; above {MAX_ITEMS} use bpr"
-            )
-        gram = torch.zeros(self.n_items, self.n_items, dtype=torch.float32)
-        for start in range(0, self.n_users, self.config.batch_size):
-            rows = self.interactions(torch.arange(start, min(start + self.config.batch_size, self.n_users)))
-            gram += rows.T @ rows
+        gram = self.item_gram(self.config.batch_size)
         gram.diagonal().add_(self.config.l2)
         precision = torch.cholesky_inverse(torch.linalg.cholesky(gram))
         weights = precision / (-precision.diagonal())

@@ -11,7 +11,6 @@ import torch
 
 from ..settings import ItemKNNConfig
 from .base import Recommender
-from .ease import MAX_ITEMS
 
 
 class ItemKNN(Recommender):
@@ -20,14 +19,7 @@ class ItemKNN(Recommender):
     config: ItemKNNConfig
 
     def _fit(self, generator: torch.Generator) -> None:
-        if self.n_items > MAX_ITEMS:
-            raise ValueError(
-                f"itemknn: {self.n_items} items need an items x items matrix; above {MAX_ITEMS} use bpr"
-            )
-        gram = torch.zeros(self.n_items, self.n_items, dtype=torch.float32)
-        for start in range(0, self.n_users, 1_024):
-            rows = self.interactions(torch.arange(start, min(start + 1_024, self.n_users)))
-            gram += rows.T @ rows
+        gram = self.item_gram()
         norms = gram.diagonal().sqrt()
         similarity = gram / (norms[:, None] * norms[None, :] + self.config.shrink + 1e-12)
         similarity.diagonal().zero_()
