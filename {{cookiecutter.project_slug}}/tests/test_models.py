@@ -128,3 +128,15 @@ def test_ease_matches_closed_form() -> None:
 def test_fit_on_empty_frame_is_an_error(name: str, interactions: pl.DataFrame) -> None:
     with pytest.raises(ValueError, match="empty"):
         _fit(name, interactions.head(0))
+
+
+def test_ease_l2_search_picks_the_best_candidate_on_an_inner_split() -> None:
+    from {{ cookiecutter.package_name }}.data.synthetic import generate
+    from {{ cookiecutter.package_name }}.settings import SyntheticConfig
+    from {{ cookiecutter.package_name }}.training import best_ease_l2, train
+
+    frame = generate(SyntheticConfig(n_users=300, n_items=150, n_interactions=6_000), seed=1)
+    cfg = ModelConfig(name="ease", ease={"l2": 1.0, "l2_search": [1e-3, 100.0, 1e6]})
+    best = best_ease_l2(cfg, frame, seed=0)
+    assert best == 100.0  # a vanishing or an overwhelming penalty both rank worse
+    assert train(cfg, frame, seed=0).config.l2 == best
