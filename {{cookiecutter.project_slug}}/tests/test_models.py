@@ -140,3 +140,11 @@ def test_ease_l2_search_picks_the_best_candidate_on_an_inner_split() -> None:
     best = best_ease_l2(cfg, frame, seed=0)
     assert best == 100.0  # a vanishing or an overwhelming penalty both rank worse
     assert train(cfg, frame, seed=0).config.l2 == best
+
+
+def test_bpr_early_stopping_keeps_the_best_epoch(interactions: pl.DataFrame) -> None:
+    cfg = ModelConfig(name="bpr", bpr=BPRConfig(epochs=200, factors=4, batch_size=8, patience=2))
+    model = build_model(cfg).fit(interactions, 0)
+    history, checks = model.history, model.validation_history  # type: ignore[attr-defined]
+    assert len(history) == len(checks) < 200  # stopped before the last epoch
+    assert checks.index(max(checks)) == len(checks) - 1 - 2  # the best epoch, then `patience` worse ones
