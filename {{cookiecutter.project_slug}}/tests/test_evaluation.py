@@ -62,6 +62,24 @@ def test_k_beyond_catalogue_and_seen_everything(model) -> None:
     assert per_user[1]["ndcg@10"] == pytest.approx(_dcg([3]) / _dcg([1]))
 
 
+def test_ideal_dcg_counts_unknown_items_beyond_the_catalogue(model) -> None:
+    # user 1 (saw item 1) is ranked 2, 3, 4; |T| = 6 (item 4 and five items the model never saw), K = 10 > 4
+    # items: the ideal list still has min(|T|, K) = 6 hits, so NDCG and recall stay well below 1.
+    result = evaluate(model, TRAIN, _frame([(1, 4), *((1, i) for i in range(90, 95))]), ks=[10])
+    row = result.per_user.row(0, named=True)
+    assert row["n_test"] == 6
+    assert row["ndcg@10"] == pytest.approx(_dcg([3]) / _dcg([1, 2, 3, 4, 5, 6]))
+    assert row["recall@10"] == pytest.approx(1 / 6) and row["hitrate@10"] == 1.0
+
+
+def test_tied_scores_rank_by_item_id() -> None:
+    # Items 5 and 1 are tied (two users each); user 3 saw only item 7, so ranks 1 then 5 (by raw id).
+    train = _frame([(1, 5), (2, 5), (1, 1), (2, 1), (3, 7)])
+    tied = build_model(ModelConfig(name="popularity")).fit(train, 0)
+    row = evaluate(tied, train, _frame([(3, 5)]), ks=[1, 2]).per_user.row(0, named=True)
+    assert row["hitrate@1"] == 0.0 and row["ndcg@2"] == pytest.approx(_dcg([2]))
+
+
 def test_batch_size_does_not_change_results(model) -> None:
     test = _frame([(1, 3), (1, 4), (2, 3), (2, 4), (3, 4)])
     a, b = evaluate(model, TRAIN, test, ks=[1, 3], batch_size=1), evaluate(model, TRAIN, test, ks=[1, 3])
@@ -71,6 +89,12 @@ def test_batch_size_does_not_change_results(model) -> None:
 def test_rejects_a_different_training_frame(model) -> None:
     with pytest.raises(ValueError, match="not fitted on this training frame"):
         evaluate(model, TRAIN.head(3), _frame([(1, 3)]), ks=[1])
+    # As many distinct pairs as the model's, but not the same ones (user 1 has item 4 instead of user 4).
+    other = pl.concat([TRAIN.head(TRAIN.height - 1), _frame([(1, 4)])])
+    with pytest.raises(ValueError, match="not fitted on this training frame"):
+        evaluate(model, other, _frame([(1, 3)]), ks=[1])
+    # Repeated and reordered training events are the same training data.
+    evaluate(model, pl.concat([TRAIN, TRAIN]).reverse(), _frame([(1, 3)]), ks=[1])
 
 
 def test_rank_metrics_novelty_and_coverage_by_hand(model) -> None:

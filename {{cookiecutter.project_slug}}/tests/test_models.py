@@ -67,6 +67,37 @@ def test_recommend_excludes_seen_items_only_when_asked(name: str, interactions: 
     assert model.recommend([123456], k=3).height == 0  # unknown users get nothing, not an error
 
 
+def test_top_lists_are_nested(name: str, interactions: pl.DataFrame) -> None:
+    # Ties must not reshuffle with k: the top 2 is the start of the top 5 (and of the full ranking).
+    model = _fit(name, interactions)
+    full = model.recommend(USERS, k=len(ITEMS), exclude_seen=False)
+    for k in (1, 2, 5):
+        assert model.recommend(USERS, k=k, exclude_seen=False).equals(full.filter(pl.col("rank") <= k))
+
+
+def test_popularity_ties_rank_by_raw_item_id() -> None:
+    # Items 900, 30 and 5 each have one user, item 60 has two: ranking 60, then 5, 30, 900.
+    frame = pl.DataFrame({"user_id": [1, 2, 1, 3, 4], "item_id": [60, 60, 900, 30, 5], "timestamp": [0] * 5})
+    model = _fit("popularity", frame)
+    for k in (1, 2, 3, 4):
+        got = model.recommend([1], k=k, exclude_seen=False).get_column("item_id").to_list()
+        assert got == [60, 5, 30, 900][:k]
+    assert model.recommend([1], k=2).get_column("item_id").to_list() == [5, 30]
+
+
+def test_top_k_orders_ties_by_index_and_rejects_nan() -> None:
+    from {{ cookiecutter.package_name }}.models.base import top_k
+
+    scores = torch.randint(0, 3, (50, 40), generator=torch.Generator().manual_seed(0)).to(torch.float32)
+    scores[scores == 0] = float("-inf")
+    expected = torch.sort(scores, dim=1, descending=True, stable=True)
+    for k in (1, 7, 40, 100):
+        values, indices = top_k(scores, k)
+        assert torch.equal(indices, expected.indices[:, :k]) and torch.equal(values, expected.values[:, :k])
+    with pytest.raises(ValueError, match="NaN"):
+        top_k(torch.tensor([[1.0, float("nan"), 0.0]]), 1)
+
+
 def test_save_load_round_trip_is_exact(name: str, interactions: pl.DataFrame, tmp_path: Path) -> None:
     model = _fit(name, interactions)
     model.save(tmp_path / "a.safetensors")

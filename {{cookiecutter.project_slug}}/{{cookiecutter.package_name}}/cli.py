@@ -155,6 +155,10 @@ def reproduce(
         changes = dotted_overrides(change or [])
     except (runs_catalog.RunNotFound, ValueError) as exc:
         _fail(str(exc), code=2)
+    import torch
+
+    # Float sums are split across threads, so a different thread count changes the last bits of the weights.
+    torch.set_num_threads(expected["environment"]["torch"]["threads"])
     with tempfile.TemporaryDirectory(prefix="reproduce-") as scratch:
         # A private store: the rebuild neither reads the original outputs nor shares their cache entries.
         resolved = _deep_merge(expected["config"], {**changes, "storage": {"uri": scratch}})

@@ -2,7 +2,8 @@
 
 Protocol: every test user who also appears in training is ranked against the whole catalogue minus the items
 that user interacted with in training. Users absent from training cannot be ranked; they are counted in
-`users_skipped`. A repeated (user, item) test event counts once.
+`users_skipped`. A repeated (user, item) test event counts once. Equal scores rank in item-index order (raw
+item id order), so metrics do not depend on how a torch build breaks ties.
 
 Metrics, per user, then averaged over evaluated users (binary relevance; T = the user's test items):
 - NDCG@K = DCG@K / IDCG@K, DCG = sum over hits at rank r (1-based) of 1 / log2(r + 1), IDCG over min(|T|, K).
@@ -32,7 +33,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from .models import Recommender
+from .models import Recommender, Vocabulary
+from .models.base import top_k
 
 PER_USER = ("ndcg", "recall", "hitrate", "precision", "map", "mrr", "novelty")
 
@@ -60,7 +62,7 @@ def evaluate(
     known_users = truth.join(pl.DataFrame({"user_id": vocab.users}), on="user_id", how="semi")
     skipped = truth.get_column("user_id").n_unique() - known_users.get_column("user_id").n_unique()
     # The model excludes its own seen-items matrix, so that must be the training data it is judged against.
-    if train.select("user_id", "item_id").unique().height != int(model.user_pairs()[1].numel()):
+    if not _same_pairs(train, vocab, model.user_pairs()):
         raise ValueError("the model was not fitted on this training frame")
 
     per_user = _per_user_truth(known_users, vocab.user_index, vocab.item_index)
@@ -194,22 +196,23 @@ def _batch_metrics(
     relevant[torch.repeat_interleave(torch.arange(users.numel()), lengths), flat] = True
 
     scores = model.score(users).masked_fill(model.seen(users), float("-inf"))
-    top = torch.topk(scores, min(max(ks), model.n_items), dim=1)
+    top_values, top_indices = top_k(scores, max(ks))  # ties in item-index order, whatever the torch build
     # A top slot holding -inf (the user has seen nearly everything) is no recommendation, so never a hit.
-    hits = relevant.gather(1, top.indices) & torch.isfinite(top.values)
-    filled = torch.isfinite(top.values)
+    filled = torch.isfinite(top_values)
+    hits = relevant.gather(1, top_indices) & filled
     ranks = torch.arange(1, hits.shape[1] + 1, dtype=torch.float64)
     discount = 1.0 / torch.log2(ranks + 1)
+    # The ideal list has min(|T|, K) hits even when K exceeds the catalogue (unknown test items count in T).
+    ideal = torch.cumsum(1.0 / torch.log2(torch.arange(2, max(ks) + 2, dtype=torch.float64)), 0)
     precision_at_rank = torch.cumsum(hits.to(torch.float64), 1) / ranks
     first_hit = torch.where(hits.any(1), hits.to(torch.int8).argmax(1) + 1, 0)  # 1-based rank, 0 when none
-    information = self_information[top.indices] * filled
+    information = self_information[top_indices] * filled
 
     out: dict[str, np.ndarray] = {}
     for k in ks:
         hits_k = hits[:, :k].to(torch.float64)
         width = hits_k.shape[1]
-        ideal_len = torch.clamp(n_test, max=k).to(torch.int64)
-        idcg = torch.cumsum(discount, 0)[torch.clamp(ideal_len, max=discount.numel()) - 1]
+        idcg = ideal[torch.clamp(n_test, max=k).to(torch.int64) - 1]
         n_hits = hits_k.sum(1)
         n_filled = filled[:, :k].sum(1).clamp(min=1)
         out[f"ndcg@{k}"] = ((hits_k * discount[:width]).sum(1) / idcg).numpy()
@@ -220,4 +223,15 @@ def _batch_metrics(
         in_top = (first_hit > 0) & (first_hit <= k)
         out[f"mrr@{k}"] = torch.where(in_top, 1.0 / first_hit.clamp(min=1), 0.0).to(torch.float64).numpy()
         out[f"novelty@{k}"] = (information[:, :k].sum(1) / n_filled).numpy()
-    return out, torch.where(filled, top.indices, -1).numpy()
+    return out, torch.where(filled, top_indices, -1).numpy()
+
+
+def _same_pairs(train: pl.DataFrame, vocab: Vocabulary, pairs: tuple[torch.Tensor, torch.Tensor]) -> bool:
+    """Whether `train`'s distinct (user, item) pairs are exactly the model's seen-items matrix."""
+    users = vocab.user_index(train.get_column("user_id").to_numpy())
+    items = vocab.item_index(train.get_column("item_id").to_numpy())
+    if (users < 0).any() or (items < 0).any():
+        return False
+    keys = np.unique(users * vocab.n_items + items)  # sorted by user, then item, like the model's pairs
+    model_users, model_items = pairs
+    return np.array_equal(keys, (model_users * vocab.n_items + model_items).numpy())

@@ -18,15 +18,17 @@ from .settings import ModelConfig
 log = logging.getLogger(__name__)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch and ask torch for deterministic kernels.
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch, ask torch for deterministic kernels, and return a generator seeded alike.
 
-    Models draw from their own `torch.Generator` (seeded in `fit`); this covers anything that does not.
+    Models draw from their own `torch.Generator` (seeded in `fit`); the global seeds cover anything that does
+    not. Bit-for-bit equality holds for the same seed on the same torch build and thread count.
     """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
+    return torch.Generator().manual_seed(seed)
 
 
 def train(cfg: ModelConfig, interactions: pl.DataFrame, seed: int) -> Recommender:

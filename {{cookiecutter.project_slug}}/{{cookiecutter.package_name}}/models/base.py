@@ -145,21 +145,24 @@ class Recommender(ABC):
             return self._score(user_index.to(torch.int64))
 
     def recommend(self, user_ids: Sequence[int], k: int, exclude_seen: bool = True) -> pl.DataFrame:
-        """Top-k items per known user (user_id, item_id, score, rank from 1); unknown users get no rows."""
+        """Top-k items per known user (user_id, item_id, score, rank from 1); unknown users get no rows.
+
+        Equal scores rank in raw item id order, so the top k is always the start of the top k + 1.
+        """
         vocab = self._vocab()
         index = vocab.user_index(user_ids)
         known = torch.from_numpy(index[index >= 0])
         scores = self.score(known)
         if exclude_seen:
             scores = scores.masked_fill(self.seen(known), float("-inf"))
-        top = torch.topk(scores, min(k, self.n_items), dim=1)
-        keep = torch.isfinite(top.values)  # a user who saw everything gets fewer rows, not -inf rows
-        width = top.indices.shape[1]
+        values, indices = top_k(scores, k)
+        keep = torch.isfinite(values)  # a user who saw everything gets fewer rows, not -inf rows
+        width = indices.shape[1]
         return pl.DataFrame(
             {
                 "user_id": np.repeat(vocab.users[known.numpy()], width)[keep.flatten().numpy()],
-                "item_id": vocab.items[top.indices.flatten().numpy()][keep.flatten().numpy()],
-                "score": top.values.flatten()[keep.flatten()].numpy(),
+                "item_id": vocab.items[indices.flatten().numpy()][keep.flatten().numpy()],
+                "score": values.flatten()[keep.flatten()].numpy(),
                 "rank": np.tile(np.arange(1, width + 1), known.numel())[keep.flatten().numpy()],
             },
             schema={"user_id": pl.Int64, "item_id": pl.Int64, "score": pl.Float32, "rank": pl.Int64},
@@ -232,6 +235,39 @@ class Recommender(ABC):
         if self.vocabulary is None:
             raise RuntimeError(f"{self.name} model is not fitted")
         return self.vocabulary
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best (value, item index) per row, best first; equal scores in item-index order.
+
+    `torch.topk` picks and orders tied items differently with k, the row length and the torch build, so a
+    ranking with ties (popularity has many) would not be reproducible. Here topk proposes the k; in a row
+    where the k-th value is tied with an item left out, the lowest-index tied items are taken instead; then a
+    stable sort of the k by value, from item-index order, puts ties in item-index order.
+    """
+    n = scores.shape[1]
+    k = min(k, n)
+    if k == 0 or scores.shape[0] == 0:
+        return scores[:, :k], torch.zeros(scores.shape[0], k, dtype=torch.int64)
+    # One more than asked: the (k+1)-th value tells whether ties run past the cut.
+    top = torch.topk(scores, min(k + 1, n), dim=1)
+    if torch.isnan(top.values).any():  # topk ranks NaN first, so a NaN anywhere in a row shows up here
+        raise ValueError("scores contain NaN; the model is broken (diverged training or a bad weight file)")
+    indices = top.indices[:, :k]
+    if k < n:
+        kth = top.values[:, k - 1 : k]
+        straddling = (top.values[:, k] == kth[:, 0]).nonzero()[:, 0]
+        if straddling.numel():
+            rows, cut = scores[straddling], kth[straddling]
+            at = rows == cut
+            room = k - (rows > cut).sum(1, keepdim=True)
+            chosen = (rows > cut) | (at & (torch.cumsum(at.to(torch.int64), 1) <= room))
+            # Exactly k per straddling row; nonzero lists them row by row in ascending item index.
+            indices = indices.index_copy(0, straddling, chosen.nonzero()[:, 1].reshape(-1, k))
+    indices = indices.sort(1).values
+    values = scores.gather(1, indices)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    return values.gather(1, order), indices.gather(1, order)
 
 
 def _csr(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[torch.Tensor, torch.Tensor]:

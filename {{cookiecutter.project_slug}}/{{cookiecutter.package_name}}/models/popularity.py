@@ -1,4 +1,8 @@
-"""Most-popular items: the baseline every model must beat."""
+"""Most-popular items: the baseline every model must beat.
+
+An item's score is the number of distinct training users who interacted with it (repeats count once, as
+everywhere); equally popular items rank in item-index order, that is by raw item id (see `base.top_k`).
+"""
 
 from __future__ import annotations
 
