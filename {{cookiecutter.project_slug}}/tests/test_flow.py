@@ -68,7 +68,7 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
         (raw,) = summary["dataset"]["inputs"]
         assert raw["path"].endswith("u.data") and raw["size"] == (Path(raw["path"])).stat().st_size
     stored = json.loads(Path(summary["outputs"]["manifest"].removeprefix("file://")).read_text())
-    assert stored == {k: v for k, v in summary.items() if k != "outputs"}
+    assert stored == {k: v for k, v in summary.items() if k not in ("outputs", "promotion")}
     report = Path(summary["outputs"]["report"].removeprefix("file://")).read_text()
     assert summary["dataset"]["id"][:12] in report and "ndcg@10" in report
 
@@ -94,8 +94,9 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
             offset=0,
         )
     by_key = {a.key: a for a in published}
-    keys = ("report", "metrics", "manifest-file", "report-file", "lineage-file", "model-file")
+    keys = ("report", "metrics", "manifest-file", "report-file", "lineage-file", "model-file", "promotion")
     assert set(by_key) == {f"{ARTIFACT_PREFIX}-{k}" for k in keys}
+    assert summary["promotion"]["decision"]["reason"] in str(by_key[f"{ARTIFACT_PREFIX}-promotion"].data)
     assert summary["dataset"]["id"][:12] in str(by_key[f"{ARTIFACT_PREFIX}-report"].data)
     assert "ndcg@10" in str(by_key[f"{ARTIFACT_PREFIX}-metrics"].data)
     assert summary["outputs"]["manifest"] in str(by_key[f"{ARTIFACT_PREFIX}-manifest-file"].data)

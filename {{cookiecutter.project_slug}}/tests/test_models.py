@@ -134,8 +134,42 @@ def test_bpr_loss_decreases(interactions: pl.DataFrame) -> None:
     model = build_model(ModelConfig(name="bpr", bpr=BPRConfig(epochs=30, factors=8, batch_size=8))).fit(
         interactions, 0
     )
-    history = model.history  # type: ignore[attr-defined]
-    assert len(history) == 30 and history[-1] < history[0]
+    losses = [record["loss"] for record in model.epochs]
+    assert len(losses) == 30 and losses[-1] < losses[0]
+    assert [record["epoch"] for record in model.epochs] == list(range(1, 31))
+
+
+def test_ials_loss_decreases_and_epochs_survive_save_load(interactions: pl.DataFrame, tmp_path: Path) -> None:
+    model = build_model(ModelConfig(name="ials", ials={"iterations": 5, "factors": 4})).fit(interactions, 0)
+    losses = [record["loss"] for record in model.epochs]
+    assert len(losses) == 5 and all(b <= a * (1 + 1e-6) for a, b in zip(losses, losses[1:], strict=False))
+    model.save(tmp_path / "m.safetensors")
+    assert Recommender.load(tmp_path / "m.safetensors").epochs == model.epochs
+
+
+def test_exclude_seen_masks_exactly_the_training_items(name: str, interactions: pl.DataFrame) -> None:
+    model = _fit(name, interactions)
+    users = torch.arange(len(USERS))
+    masked = model.exclude_seen(model.score(users), users)
+    assert torch.equal(torch.isinf(masked), model.seen(users))
+    assert torch.equal(masked[~model.seen(users)], model.score(users)[~model.seen(users)])
+
+
+def test_training_writes_loadable_checkpoints(interactions: pl.DataFrame, tmp_path: Path) -> None:
+    from {{ cookiecutter.package_name }}.settings import TrainingConfig
+    from {{ cookiecutter.package_name }}.training import train
+
+    reporting = TrainingConfig(checkpoint_every=2, checkpoint_dir=str(tmp_path), progress_bar=False)
+    cfg = ModelConfig(name="bpr", bpr=BPRConfig(epochs=5, factors=4, batch_size=8))
+    final = train(cfg, interactions, seed=0, reporting=reporting)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["bpr-epoch-002.safetensors", "bpr-epoch-004.safetensors"]
+    resumed = Recommender.load(tmp_path / "bpr-epoch-004.safetensors")
+    assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3, 4]
+    users = torch.arange(len(USERS))
+    # Epoch 4's weights, not the final ones: the checkpoint is a snapshot taken during training.
+    assert not torch.equal(resumed.score(users), final.score(users))
+    assert torch.isfinite(resumed.score(users)).all()
 
 
 def test_popularity_counts_distinct_users(interactions: pl.DataFrame) -> None:
@@ -176,6 +210,6 @@ def test_ease_l2_search_picks_the_best_candidate_on_an_inner_split() -> None:
 def test_bpr_early_stopping_keeps_the_best_epoch(interactions: pl.DataFrame) -> None:
     cfg = ModelConfig(name="bpr", bpr=BPRConfig(epochs=200, factors=4, batch_size=8, patience=2))
     model = build_model(cfg).fit(interactions, 0)
-    history, checks = model.history, model.validation_history  # type: ignore[attr-defined]
-    assert len(history) == len(checks) < 200  # stopped before the last epoch
+    checks = [record["validation_hr10"] for record in model.epochs]
+    assert len(checks) < 200  # stopped before the last epoch
     assert checks.index(max(checks)) == len(checks) - 1 - 2  # the best epoch, then `patience` worse ones

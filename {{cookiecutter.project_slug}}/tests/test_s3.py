@@ -63,7 +63,7 @@ def test_missing_credentials_fail_clearly(s3_endpoint: str, monkeypatch: pytest.
 
 
 @pytest.mark.usefixtures("prefect_server", "s3_credentials")
-def test_pipeline_runs_against_s3_by_configuration_alone(s3_endpoint: str) -> None:
+def test_pipeline_runs_against_s3_by_configuration_alone(s3_endpoint: str, tmp_path: Path) -> None:
     from {{ cookiecutter.package_name }}.artifacts.runs import find_run
     from {{ cookiecutter.package_name }}.flows.pipeline import pipeline
 
@@ -72,6 +72,7 @@ def test_pipeline_runs_against_s3_by_configuration_alone(s3_endpoint: str) -> No
         {
             "data": {"synthetic": {"n_users": 200, "n_items": 150, "n_interactions": 4_000}},
             "storage": {"uri": f"s3://{BUCKET}/pipeline", "endpoint_url": s3_endpoint},
+            "registry": {"url": f"sqlite:///{tmp_path / 'registry.sqlite'}"},
         },
     )
     summary = pipeline(settings.resolved())

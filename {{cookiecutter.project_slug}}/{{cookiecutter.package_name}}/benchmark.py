@@ -63,7 +63,10 @@ def run_benchmark(
             "eval_seconds": round(finished - fitted, 3),
             "peak_memory_mb": round(memory.peak_mb, 1),
             "config": getattr(cfg, name).model_dump(mode="json"),
-            "training_curve": list(getattr(model, "history", [])),
+            "training_curve": model.epochs,
+            "seconds_per_epoch": (
+                round(sum(model.epoch_seconds) / len(model.epoch_seconds), 3) if model.epoch_seconds else None
+            ),
         }
     baseline = models[0]
     comparisons = [
@@ -133,12 +136,15 @@ def plot(results: dict[str, Any], prefix: str) -> list[str]:
 
     curves = {m: r["training_curve"] for m, r in results["models"].items() if r["training_curve"]}
     if curves:
-        figure, axis = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
-        for name, curve in curves.items():
-            axis.plot(range(1, len(curve) + 1), curve, label=name)
-        axis.set_xlabel("epoch")
-        axis.set_ylabel("training loss")
-        axis.legend()
+        # One panel per model: BPR's log-loss and iALS's weighted squared error live on different scales.
+        figure, axes = plt.subplots(
+            1, len(curves), figsize=(4 * len(curves), 3.2), constrained_layout=True, squeeze=False
+        )
+        for axis, (name, curve) in zip(axes[0], curves.items(), strict=True):
+            axis.plot([e["epoch"] for e in curve], [e["loss"] for e in curve], label="training loss")
+            axis.set_title(name)
+            axis.set_xlabel("epoch")
+            axis.set_ylabel("training loss")
         paths.append(f"{prefix}-training.png")
         figure.savefig(paths[1], dpi=110)
         plt.close(figure)

@@ -1,4 +1,5 @@
-"""The command line: `run` the pipeline, `ingest` batches, `runs`/`lineage`/`compare`/`reproduce`, `config`.
+"""The command line: `run` the pipeline, `ingest` batches, `runs`/`lineage`/`compare`/`reproduce`, the
+`models` registry, `recommend`, `benchmark`, `config`.
 
 This is the entry point, so it is where settings are loaded (once) and where process-wide defaults for
 Prefect, GX and Evidently (telemetry off, a patient local-server start) are set, before they are imported.
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from .artifacts import ArtifactStore, open_store
+from .artifacts import ArtifactRef, ArtifactStore, open_store
 from .artifacts import runs as runs_catalog
 from .settings import PACKAGE, ConfigFileError, Settings, dotted_overrides, load_settings
 
@@ -161,7 +162,9 @@ def reproduce(
     torch.set_num_threads(expected["environment"]["torch"]["threads"])
     with tempfile.TemporaryDirectory(prefix="reproduce-") as scratch:
         # A private store: the rebuild neither reads the original outputs nor shares their cache entries.
-        resolved = _deep_merge(expected["config"], {**changes, "storage": {"uri": scratch}})
+        # Promotion reads and moves the registry: a rebuild must not register anything.
+        isolated = {"storage": {"uri": scratch}, "promotion": {"enabled": False}}
+        resolved = _deep_merge(expected["config"], {**changes, **isolated})
         console.print(f"rebuilding run {expected['run_id']} from its manifest, in a scratch store")
         state = _run_pipeline(Settings.from_resolved(resolved))
         if not state.is_completed():
@@ -169,7 +172,7 @@ def reproduce(
         actual = state.result()
     diff = runs_catalog.compare(expected, actual)
     for key, old, new in diff["config"]:
-        if not key.startswith("storage."):
+        if not key.startswith(("storage.", "promotion.")):
             console.print(f"config {key}: {old!r} in the run, {new!r} in the rebuild")
     difference = runs_catalog.first_difference(expected, actual)
     if difference is not None:
@@ -346,6 +349,168 @@ def benchmark(
     console.print(f"results: {out}\nplots:   {', '.join(plots)}", soft_wrap=True)
 
 
+models_app = typer.Typer(help="The model registry: versions, champion/challenger, promotions, history.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Every registered model version, with its aliases and primary metric."""
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    metric = settings.evaluation.primary_metric
+    table = Table(title=f"model versions ({_registry(settings).url.split('://')[0]})")
+    for column in ("version", "aliases", "model", "created (UTC)", "run", "dataset", metric):
+        table.add_column(column, no_wrap=True)
+    for v in _registry(settings).versions():
+        table.add_row(
+            str(v.version),
+            ",".join(v.aliases),
+            v.model_name,
+            v.created_at.replace("T", " ")[:16],
+            v.run_id[:8],
+            v.snapshot_id[:12],
+            f"{v.metrics.get(metric, float('nan')):.4f}",
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[str, typer.Argument(help="A version number, `champion`, `challenger` or `latest`.")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """One version: its artifacts, run, metrics and the promotion decisions about it."""
+    registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
+    from .artifacts.registry import RegistryError
+
+    try:
+        v = registry.get(version)
+    except RegistryError as exc:
+        _fail(str(exc), code=2)
+    held = f" ({', '.join(v.aliases)})" if v.aliases else ""
+    console.print(f"[bold]version {v.version}[/] {v.model_name}{held}")
+    for label, value in (
+        ("created", f"{v.created_at} by {v.created_by}"),
+        ("run", v.run_id),
+        ("model", f"{v.model_id} {v.model_uri}"),
+        ("dataset", v.snapshot_id),
+        ("manifest", f"{v.manifest_id} {v.manifest_uri}"),
+        ("config", v.config_fingerprint),
+    ):
+        console.print(f"  {label:<9}{value}", soft_wrap=True, highlight=False)
+    console.print("  metrics  " + ", ".join(f"{k} {x:.4f}" for k, x in sorted(v.metrics.items()) if "@" in k))
+    for d in registry.decisions(v.version):
+        verdict = "promoted" if d.promoted else "not promoted"
+        console.print(
+            f"  decision {d.at} vs {d.reference}: {verdict}. {d.reason}", soft_wrap=True, highlight=False
+        )
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[int, typer.Argument(help="The version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Make a version the champion by hand, bypassing the policy (the reason is recorded)."""
+    from .artifacts.registry import RegistryError, default_actor
+
+    registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
+    try:
+        move = registry.promote(version, actor=default_actor(), reason=reason)
+    except RegistryError as exc:
+        _fail(str(exc), code=2)
+    console.print(f"champion: version {move.to_version} (was {move.from_version})")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "rollback",
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Give the champion alias back to the previous champion."""
+    from .artifacts.registry import RegistryError, default_actor
+
+    registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
+    try:
+        move = registry.rollback(actor=default_actor(), reason=reason)
+    except RegistryError as exc:
+        _fail(str(exc), code=2)
+    console.print(f"champion: version {move.to_version} again (was {move.from_version})")
+
+
+@models_app.command("history")
+def models_history(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Every alias move: when, what, by whom or which run, and why."""
+    registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
+    moves = registry.history()
+    for m in moves:
+        before = "-" if m.from_version is None else f"v{m.from_version}"
+        after = "-" if m.to_version is None else f"v{m.to_version}"
+        console.print(
+            f"{m.at.replace('T', ' ')[:19]}  {m.alias:<10} {m.action:<8} {before:>4} -> {after:<4} "
+            f"by {m.actor}: {m.reason}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    if not moves:
+        console.print("no alias moves yet")
+
+
+@app.command()
+def recommend(
+    user: Annotated[list[int] | None, typer.Option("--user", help="A user id (repeatable).")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many items per user.")] = 10,
+    all_users: Annotated[
+        bool, typer.Option("--all", help="Every user, by the batch flow, to Parquet.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="With --all: also copy the Parquet file here.")] = None,
+    version: Annotated[str, typer.Option(help="Registry version or alias to serve from.")] = "champion",
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Top-k recommendations from the champion (reads only the registry and the artifact store)."""
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    if all_users:
+        _quiet_defaults()
+        from .flows.promotion import batch_recommend
+
+        state = batch_recommend(settings.resolved(), k=k, version=version, return_state=True)
+        if not state.is_completed():
+            _fail(f"batch-recommend {state.name}: {_state_message(state)}", code=1)
+        result = state.result()
+        console.print(
+            f"version {result['version']}: top-{k} for {result['users']:,} users -> {result['ref']['uri']}",
+            soft_wrap=True,
+        )
+        if out is not None:
+            out.write_bytes(open_store(settings.storage).get_bytes(ArtifactRef(**result["ref"])))
+            console.print(f"copied to {out}")
+        return
+    if not user:
+        _fail("give --user ID (repeatable) or --all", code=2)
+    from . import serving
+    from .artifacts.registry import RegistryError
+
+    try:
+        held, model = serving.load_model(_registry(settings), open_store(settings.storage), version)
+    except RegistryError as exc:
+        _fail(str(exc), code=2)
+    recs = model.recommend(user, k)
+    unknown = sorted(set(user) - set(recs.get_column("user_id").to_list()))
+    table = Table(title=f"top-{k} from version {held.version} ({held.model_name})")
+    for column in ("user", "rank", "item", "score"):
+        table.add_column(column, justify="right")
+    for row in recs.iter_rows(named=True):
+        table.add_row(str(row["user_id"]), str(row["rank"]), str(row["item_id"]), f"{row['score']:.4f}")
+    console.print(table)
+    if unknown:
+        _fail(f"unknown to version {held.version} (no training events): {unknown}", code=1)
+
+
 @app.command("config")
 def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the resolved settings as JSON, with their fingerprint."""
@@ -410,6 +575,15 @@ def _store(config: list[Path] | None, pairs: list[str] | None) -> ArtifactStore:
     return open_store(_load(config, _cli_overrides(pairs=pairs or [])).storage)
 
 
+def _registry(settings: Settings) -> Any:
+    from .artifacts.registry import RegistryError, open_registry
+
+    try:
+        return open_registry(settings.registry, settings.storage)
+    except RegistryError as exc:
+        _fail(str(exc), code=2)
+
+
 def _tags(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -463,6 +637,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"report:   {outputs['report']}\nmanifest: {outputs['manifest']}\nstore:    {outputs['store']}",
         soft_wrap=True,  # keep URIs whole (copyable) whatever the terminal width
     )
+    promotion = summary.get("promotion")
+    if promotion:
+        verdict = "[green]promoted to champion[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
+        console.print(
+            f"model version {promotion['version']}: {verdict}. {promotion['decision']['reason']}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _state_message(state: Any) -> str:

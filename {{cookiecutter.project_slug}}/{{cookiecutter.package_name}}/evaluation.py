@@ -19,6 +19,10 @@ Metrics, per user, then averaged over evaluated users (binary relevance; T = the
 Test items the model never saw in training stay in T: they count in IDCG and in the recall denominator but
 cannot be hit, which is what such an item costs a deployed model.
 
+`evaluate(..., as_served=True)` judges a model fitted on other data (the champion, against a challenger's
+split): the test users are those with training events in `train`, a user the model does not know gets no
+recommendations (zero on every metric), and both the model's own history and `train` are excluded.
+
 `bootstrap_intervals` gives percentile 95% intervals over users for every metric; `paired_test` compares two
 models on the same users with a paired bootstrap of the per-user differences.
 """
@@ -51,7 +55,12 @@ class Evaluation:
 
 
 def evaluate(
-    model: Recommender, train: pl.DataFrame, test: pl.DataFrame, ks: Sequence[int], batch_size: int = 1024
+    model: Recommender,
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    ks: Sequence[int],
+    batch_size: int = 1024,
+    as_served: bool = False,
 ) -> Evaluation:
     """Rank every evaluable test user's unseen items and score the top max(ks) against their test items."""
     ks = sorted(set(ks))
@@ -59,13 +68,16 @@ def evaluate(
     if vocab is None:
         raise ValueError("evaluate needs a fitted model")
     truth = test.select("user_id", "item_id").unique()
-    known_users = truth.join(pl.DataFrame({"user_id": vocab.users}), on="user_id", how="semi")
-    skipped = truth.get_column("user_id").n_unique() - known_users.get_column("user_id").n_unique()
-    # The model excludes its own seen-items matrix, so that must be the training data it is judged against.
-    if not _same_pairs(train, vocab, model.user_pairs()):
+    evaluable = truth.join(train.select("user_id").unique(), on="user_id", how="semi")
+    skipped = truth.get_column("user_id").n_unique() - evaluable.get_column("user_id").n_unique()
+    # The model excludes its own seen-items matrix, so that must be the training data it is judged against
+    # (unless it is judged as served, when `train` is excluded on top of it).
+    if not as_served and not _same_pairs(train, vocab, model.user_pairs()):
         raise ValueError("the model was not fitted on this training frame")
 
-    per_user = _per_user_truth(known_users, vocab.user_index, vocab.item_index)
+    per_user = _per_user_truth(evaluable, vocab.user_index, vocab.item_index)
+    if as_served:
+        per_user = per_user.join(_history(train, vocab), on="user_id", how="left").sort("u", "user_id")
     _, train_items = model.user_pairs()
     share = torch.bincount(train_items, minlength=model.n_items).to(torch.float64) / max(model.n_users, 1)
     self_information = -torch.log2(share.clamp(min=1.0 / max(model.n_users, 1)))
@@ -124,14 +136,17 @@ class PairedTest:
     mean_a: float
     mean_b: float
     difference: float  # mean_a - mean_b over the common users
-    interval: tuple[float, float]  # 95% paired bootstrap interval of the difference
+    interval: tuple[float, float]  # paired bootstrap interval of the difference (95% unless asked)
     p_value: float  # two-sided: how often the resampled difference falls on the other side of zero
 
 
 def paired_test(
-    a: Evaluation, b: Evaluation, metric: str, n_resamples: int = 2000, seed: int = 0
+    a: Evaluation, b: Evaluation, metric: str, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> PairedTest:
-    """Paired bootstrap over the users both evaluations ranked: is model a better than model b on `metric`?"""
+    """Paired bootstrap over the users both evaluations ranked: is model a better than model b on `metric`?
+
+    `interval` is the percentile interval of the mean difference at `level` (two-sided).
+    """
     joined = a.per_user.select("user_id", pl.col(metric).alias("a")).join(
         b.per_user.select("user_id", pl.col(metric).alias("b")), on="user_id", how="inner"
     )
@@ -140,6 +155,7 @@ def paired_test(
     diff = (joined.get_column("a") - joined.get_column("b")).to_numpy()
     means = _resample_weights(joined.height, n_resamples, seed) @ diff / joined.height
     observed = float(diff.mean())
+    tail = (1 - level) / 2 * 100
     other_side = np.mean(means <= 0) if observed > 0 else np.mean(means >= 0)
     return PairedTest(
         metric=metric,
@@ -147,7 +163,7 @@ def paired_test(
         mean_a=float(joined.get_column("a").mean()),
         mean_b=float(joined.get_column("b").mean()),
         difference=observed,
-        interval=(float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))),
+        interval=(float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))),
         p_value=float(min(1.0, 2 * other_side)) if observed != 0 else 1.0,
     )
 
@@ -171,8 +187,18 @@ def _coverage(top_items: np.ndarray, n_items: int) -> float:
     return float(recommended.size / n_items) if n_items else float("nan")
 
 
+def _history(train: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
+    """user_id -> indices of the user's `train` items that the model knows (to exclude as seen)."""
+    return (
+        train.select("user_id", pl.Series("i", vocab.item_index(train.get_column("item_id").to_numpy())))
+        .filter(pl.col("i") >= 0)
+        .group_by("user_id")
+        .agg(pl.col("i").unique().alias("history"))
+    )
+
+
 def _per_user_truth(truth: pl.DataFrame, user_index: Any, item_index: Any) -> pl.DataFrame:
-    """One row per evaluable user: raw id, index, |T| and the indices of T's items known to the model."""
+    """One row per evaluable user: raw id, index (-1 if unknown to the model), |T| and T's known items."""
     indexed = truth.with_columns(
         pl.Series("u", user_index(truth.get_column("user_id").to_numpy())),
         pl.Series("i", item_index(truth.get_column("item_id").to_numpy())),
@@ -180,7 +206,7 @@ def _per_user_truth(truth: pl.DataFrame, user_index: Any, item_index: Any) -> pl
     return (
         indexed.group_by("user_id", "u")
         .agg(pl.len().alias("n_test"), pl.col("i").filter(pl.col("i") >= 0).alias("known_items"))
-        .sort("u")
+        .sort("u", "user_id")
     )
 
 
@@ -190,12 +216,13 @@ def _batch_metrics(
     users = torch.from_numpy(chunk.get_column("u").to_numpy().astype(np.int64))
     n_test = torch.from_numpy(chunk.get_column("n_test").to_numpy().astype(np.float64))
     relevant = torch.zeros(users.numel(), model.n_items, dtype=torch.bool)
-    items = chunk.get_column("known_items")
-    lengths = torch.from_numpy(items.list.len().to_numpy().astype(np.int64))
-    flat = torch.from_numpy(items.explode(empty_as_null=False).drop_nulls().to_numpy().astype(np.int64))
-    relevant[torch.repeat_interleave(torch.arange(users.numel()), lengths), flat] = True
+    relevant[_list_coordinates(chunk.get_column("known_items"))] = True
 
-    scores = model.score(users).masked_fill(model.seen(users), float("-inf"))
+    known = users >= 0  # always, unless judged as served: then an unknown user gets an empty list
+    scores = torch.full((users.numel(), model.n_items), float("-inf"))
+    scores[known] = model.exclude_seen(model.score(users[known]), users[known])
+    if "history" in chunk.columns:
+        scores[_list_coordinates(chunk.get_column("history"))] = float("-inf")
     top_values, top_indices = top_k(scores, max(ks))  # ties in item-index order, whatever the torch build
     # A top slot holding -inf (the user has seen nearly everything) is no recommendation, so never a hit.
     filled = torch.isfinite(top_values)
@@ -224,6 +251,13 @@ def _batch_metrics(
         out[f"mrr@{k}"] = torch.where(in_top, 1.0 / first_hit.clamp(min=1), 0.0).to(torch.float64).numpy()
         out[f"novelty@{k}"] = (information[:, :k].sum(1) / n_filled).numpy()
     return out, torch.where(filled, top_indices, -1).numpy()
+
+
+def _list_coordinates(lists: pl.Series) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, value) of every element of a list column (null lists are empty)."""
+    lengths = torch.from_numpy(lists.list.len().fill_null(0).to_numpy().astype(np.int64))
+    flat = torch.from_numpy(lists.explode(empty_as_null=False).drop_nulls().to_numpy().astype(np.int64))
+    return torch.repeat_interleave(torch.arange(lengths.numel()), lengths), flat
 
 
 def _same_pairs(train: pl.DataFrame, vocab: Vocabulary, pairs: tuple[torch.Tensor, torch.Tensor]) -> bool:

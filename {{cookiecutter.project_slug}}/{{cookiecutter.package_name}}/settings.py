@@ -167,11 +167,55 @@ class ModelConfig(_Section):
     ials: IALSConfig = IALSConfig()
 
 
+class TrainingConfig(_Section):
+    """How training reports and checkpoints; none of it changes the weights (so not in the fingerprint)."""
+
+    progress_bar: bool = Field(True, description="An epoch progress bar on a terminal (never in a log file).")
+    checkpoint_every: int = Field(0, ge=0, description="Save the model every N epochs; 0: off.")
+    checkpoint_dir: str = Field("checkpoints", description="Local directory for epoch checkpoints.")
+
+
 class EvaluationConfig(_Section):
     k: list[int] = Field(default_factory=lambda: [10, 20], min_length=1)
     primary_metric: str = "ndcg@10"
     batch_size: int = Field(1_024, gt=0, description="Users ranked per batch during evaluation.")
     bootstrap_resamples: int = Field(1_000, ge=100, description="Resamples of users for the 95% intervals.")
+
+
+class RegistryConfig(_Section):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the model registry (e.g. postgresql+psycopg://user@host/db); "
+        "null: a SQLite file `registry.sqlite` at the root of a local artifact store.",
+    )
+    # Excluded from dumps like the storage credentials; inserted into `url` when it has no password.
+    password: SecretStr | None = Field(None, exclude=True)
+
+
+class PromotionConfig(_Section):
+    """When a newly trained model may replace the champion (evaluated after each pipeline run)."""
+
+    enabled: bool = Field(True, description="Register each run's model and decide on promotion.")
+    margin: float = Field(
+        0.0, ge=0, description="Required gain on evaluation.primary_metric over the champion (absolute)."
+    )
+    confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="The gain's paired-bootstrap interval at this level must clear `margin`.",
+    )
+    guards: dict[str, float] = Field(
+        default_factory=lambda: {"coverage@10": 0.05},
+        description="metric -> largest tolerated drop (absolute) against the champion.",
+    )
+    latency_budget_ms: float | None = Field(
+        2_000.0, gt=0, description="Most milliseconds to rank top-K for 1,000 users; null: no budget."
+    )
+    manual_approval: bool = Field(
+        False, description="Pause the flow for a person to approve in the Prefect UI before promoting."
+    )
+    approval_timeout_seconds: int = Field(3_600, gt=0)
 
 
 class StorageConfig(_Section):
@@ -194,8 +238,11 @@ class Settings(BaseSettings):
     validation: ValidationConfig = ValidationConfig()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     storage: StorageConfig = StorageConfig()
+    registry: RegistryConfig = RegistryConfig()
+    promotion: PromotionConfig = PromotionConfig()
     ingest: IngestConfig = IngestConfig()
 
     @classmethod
@@ -215,8 +262,11 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
     def fingerprint(self) -> str:
-        """sha256 of the resolved config minus storage and landing paths: the experiment, wherever it runs."""
-        payload = self.model_dump(mode="json", exclude={"storage", "ingest"})
+        """sha256 of the resolved config minus where things live and what happens around training (storage,
+        landing, registry, promotion policy, progress and checkpoints): the experiment, wherever it runs."""
+        payload = self.model_dump(
+            mode="json", exclude={"storage", "ingest", "training", "registry", "promotion"}
+        )
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 

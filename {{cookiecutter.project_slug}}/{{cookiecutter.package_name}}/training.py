@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
+from tqdm import tqdm
 
 from .data.split import random_split
 from .evaluation import evaluate
 from .models import Recommender, build_model
-from .settings import ModelConfig
+from .settings import ModelConfig, TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,15 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def train(cfg: ModelConfig, interactions: pl.DataFrame, seed: int) -> Recommender:
-    """Build the configured model and fit it on `interactions` (the model gets its own seeded generator)."""
+def train(
+    cfg: ModelConfig, interactions: pl.DataFrame, seed: int, reporting: TrainingConfig | None = None
+) -> Recommender:
+    """Build the configured model and fit it on `interactions` (the model gets its own seeded generator).
+
+    Iterative models (bpr, ials) show an epoch progress bar on a terminal and, with `checkpoint_every`, save
+    a safetensors checkpoint every N epochs, loadable with `Recommender.load` like any saved model.
+    """
+    reporting = reporting or TrainingConfig()
     seed_everything(seed)
     if cfg.name == "ease" and cfg.ease.l2_search:
         cfg = cfg.model_copy(
@@ -40,7 +49,19 @@ def train(cfg: ModelConfig, interactions: pl.DataFrame, seed: int) -> Recommende
         )
     model = build_model(cfg)
     started = time.perf_counter()
-    model.fit(interactions, seed)
+    total = {"bpr": cfg.bpr.epochs, "ials": cfg.ials.iterations}.get(cfg.name)
+    # disable=None: a bar on a terminal only, so logs and CI output stay free of carriage returns.
+    disable = None if reporting.progress_bar else True
+    with tqdm(total=total, desc=cfg.name, unit="epoch", disable=disable) as bar:
+
+        def on_epoch(fitted: Recommender, record: dict[str, float]) -> None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"})
+            every = reporting.checkpoint_every
+            if every and record["epoch"] % every == 0:
+                save_checkpoint(fitted, Path(reporting.checkpoint_dir), int(record["epoch"]))
+
+        model.fit(interactions, seed, on_epoch=on_epoch)
     log.info(
         "%s fitted on %d interactions (%d users, %d items) in %.2fs",
         cfg.name,
@@ -50,6 +71,17 @@ def train(cfg: ModelConfig, interactions: pl.DataFrame, seed: int) -> Recommende
         time.perf_counter() - started,
     )
     return model
+
+
+def save_checkpoint(model: Recommender, directory: Path, epoch: int) -> Path:
+    """`<dir>/<model>-epoch-<NNN>.safetensors`, written whole then renamed: a crash leaves no half file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{model.name}-epoch-{epoch:03d}.safetensors"
+    partial = path.with_suffix(".partial")
+    model.save(partial)
+    partial.replace(path)
+    log.info("checkpoint %s", path)
+    return path
 
 
 def best_ease_l2(cfg: ModelConfig, interactions: pl.DataFrame, seed: int) -> float:

@@ -1,9 +1,11 @@
-"""The pipeline flow: inspect inputs -> ingest -> validate -> split -> train -> evaluate -> record.
+"""The pipeline flow: inspect inputs -> ingest -> validate -> split -> train -> evaluate -> record -> promote.
 
 Each task wraps one core call, reads its inputs from the artifact store, writes its outputs there and returns
 artifact references (content hash + URI), never frames or models. Tasks are cached on their inputs and the
 code, with results persisted, so a rerun on unchanged data and config skips every step (each shows `Cached`).
-The record task writes the run manifest, the report and the Prefect UI artifacts.
+The record task writes the run manifest, the report and the Prefect UI artifacts. Then (unless
+`promotion.enabled` is off) the model is registered and judged for promotion, see `flows/promotion.py`: that
+step reads the registry, so it is never cached and is not part of what `reproduce` checks.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from ..settings import (
     Settings,
     SplitConfig,
     StorageConfig,
+    TrainingConfig,
     settings_for_flow,
 )
 from ..settings import ValidationConfig as ValidationSettings
 from ..validation import validate
 from .caching import CACHED
+from .promotion import promote_model
 
 ARTIFACT_PREFIX = PACKAGE.replace("_", "-")
 
@@ -97,9 +101,11 @@ def split_task(
 
 
 @task(name="train", **CACHED)
-def train_task(train: ArtifactRef, cfg: ModelConfig, seed: int, storage: StorageConfig) -> ArtifactRef:
+def train_task(
+    train: ArtifactRef, cfg: ModelConfig, seed: int, reporting: TrainingConfig, storage: StorageConfig
+) -> ArtifactRef:
     store = open_store(storage)
-    model = training.train(cfg, store.get_frame(train), seed)
+    model = training.train(cfg, store.get_frame(train), seed, reporting)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.safetensors"
         model.save(path)
@@ -203,7 +209,7 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     if not gate["passed"]:
         raise ValidationFailed(f"snapshot {snapshot.id[:12]} failed validation: {gate['summary']}")
     train, test = _timed(tasks, split_task, snapshot, settings.split, seed, storage)
-    model = _timed(tasks, train_task, train, settings.model, seed, storage)
+    model = _timed(tasks, train_task, train, settings.model, seed, settings.training, storage)
     metrics, per_user, intervals = _timed(
         tasks, evaluate_task, model, train, test, settings.evaluation, seed, storage
     )
@@ -218,7 +224,10 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         "metrics_per_user": artifact_entry(per_user, "evaluate", ["model", "train", "test"]),
         "metric_intervals": artifact_entry(intervals, "evaluate", ["model", "train", "test"]),
     }
-    return record_task(settings, artifacts, inputs, tasks, gate["summary"], started_at)
+    summary = record_task(settings, artifacts, inputs, tasks, gate["summary"], started_at)
+    if settings.promotion.enabled:
+        summary["promotion"] = promote_model(settings, summary)
+    return summary
 
 
 def _timed(tasks: dict[str, dict[str, Any]], task_fn: Any, *args: Any) -> Any:

@@ -9,8 +9,10 @@ Nothing is pickled, and saving the same model twice gives byte-identical files (
 from __future__ import annotations
 
 import json
+import logging
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -21,12 +23,15 @@ import torch
 from pydantic import BaseModel
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch.nn import functional
 
 FORMAT_VERSION = "1"
 # Item-item models hold dense items x items matrices: 40k^2 fp32 is 6.4 GB, and fitting needs twice that.
 MAX_DENSE_ITEMS = 40_000
 _METADATA_KEY = "recommender"
 _REGISTRY: dict[str, type[Recommender]] = {}
+log = logging.getLogger(__name__)
+EpochCallback = Callable[["Recommender", dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,11 @@ class Recommender(ABC):
         self.vocabulary: Vocabulary | None = None
         self._indptr = torch.zeros(1, dtype=torch.int64)
         self._indices = torch.zeros(0, dtype=torch.int64)
+        # Iterative models append one record per epoch: {"epoch": n, and what they measured}.
+        self.epochs: list[dict[str, float]] = []
+        self.epoch_seconds: list[float] = []
+        self._on_epoch: EpochCallback | None = None
+        self._epoch_started = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -83,16 +93,41 @@ class Recommender(ABC):
 
     # -- training --------------------------------------------------------------------------------------------
 
-    def fit(self, interactions: pl.DataFrame, seed: int) -> Self:
-        """Learn from (user_id, item_id) pairs; repeated pairs count once (implicit feedback)."""
+    def fit(self, interactions: pl.DataFrame, seed: int, on_epoch: EpochCallback | None = None) -> Self:
+        """Learn from (user_id, item_id) pairs; repeated pairs count once (implicit feedback).
+
+        Iterative models call `on_epoch(model, record)` after each epoch (a progress bar, a checkpoint).
+        """
         if interactions.height == 0:
             raise ValueError(f"{self.name}: cannot fit on an empty interactions frame")
         self.vocabulary = Vocabulary.from_frame(interactions)
         users = self.vocabulary.user_index(interactions.get_column("user_id").to_numpy())
         items = self.vocabulary.item_index(interactions.get_column("item_id").to_numpy())
-        self._indptr, self._indices = _csr(users, items, self.vocabulary.n_users)
-        self._fit(torch.Generator().manual_seed(seed))
+        self._indptr, self._indices = _csr(users, items, self.vocabulary.n_users, self.vocabulary.n_items)
+        self.epochs, self.epoch_seconds, self._on_epoch = [], [], on_epoch
+        self._epoch_started = time.perf_counter()
+        try:
+            self._fit(torch.Generator().manual_seed(seed))
+        finally:
+            self._on_epoch = None
         return self
+
+    def _end_epoch(self, total: int, **measured: float) -> None:
+        """Record, log and report one finished epoch (called by iterative models' `_fit`).
+
+        Wall times go to `epoch_seconds`, apart from the records: the records are saved with the weights,
+        and a saved model's bytes must not depend on how fast the machine was.
+        """
+        now = time.perf_counter()
+        record = {"epoch": len(self.epochs) + 1, **measured}
+        self.epochs.append(record)
+        self.epoch_seconds.append(now - self._epoch_started)
+        self._epoch_started = now
+        shown = " ".join(f"{key} {value:.4f}" for key, value in measured.items())
+        seconds = self.epoch_seconds[-1]
+        log.info("%s epoch %d/%d %s (%.2fs)", self.name, record["epoch"], total, shown, seconds)
+        if self._on_epoch is not None:
+            self._on_epoch(self, record)
 
     @property
     def n_users(self) -> int:
@@ -105,6 +140,22 @@ class Recommender(ABC):
     def interactions(self, user_index: torch.Tensor) -> torch.Tensor:
         """Binary float32 rows (batch, n_items) of the training interactions of these users."""
         rows = torch.zeros(user_index.numel(), self.n_items, dtype=torch.float32)
+        rows[self._seen_coordinates(user_index)] = 1.0
+        return rows
+
+    def seen(self, user_index: torch.Tensor) -> torch.Tensor:
+        return self.interactions(user_index) > 0
+
+    def exclude_seen(self, scores: torch.Tensor, user_index: torch.Tensor) -> torch.Tensor:
+        """`scores` (batch, n_items) with each user's training items set to -inf, in place.
+
+        Writes only the seen entries: a dense boolean mask and `masked_fill` cost more than the top-k after.
+        """
+        scores[self._seen_coordinates(user_index)] = float("-inf")
+        return scores
+
+    def _seen_coordinates(self, user_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row in the batch, item index) of every training pair of these users."""
         starts, ends = self._indptr[user_index], self._indptr[user_index + 1]
         counts = ends - starts
         row = torch.repeat_interleave(torch.arange(user_index.numel()), counts)
@@ -112,24 +163,47 @@ class Recommender(ABC):
         offset = torch.arange(int(counts.sum())) - torch.repeat_interleave(
             torch.cumsum(counts, 0) - counts, counts
         )
-        rows[row, self._indices[torch.repeat_interleave(starts, counts) + offset]] = 1.0
-        return rows
+        return row, self._indices[torch.repeat_interleave(starts, counts) + offset]
 
-    def seen(self, user_index: torch.Tensor) -> torch.Tensor:
-        return self.interactions(user_index) > 0
+    def times_interactions(self, user_index: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        """X[user_index] @ matrix for the binary training matrix X, without densifying X.
+
+        Each user's row is the sum of `matrix`'s rows for their training items: an `embedding_bag` sum, which
+        reads only those rows (about 3x faster than the dense product at MovieLens 1M's density).
+        """
+        _, items = self._seen_coordinates(user_index)
+        counts = self._indptr[user_index + 1] - self._indptr[user_index]
+        return functional.embedding_bag(items, matrix, torch.cumsum(counts, 0) - counts, mode="sum")
 
     def item_gram(self, batch_size: int = 1_024) -> torch.Tensor:
-        """X'X (items x items, fp32) of the binary training matrix, accumulated over batches of users."""
+        """X'X (items x items, fp32) of the binary training matrix, accumulated over batches of users.
+
+        X is 0/1, so the products are exact in int8 with an int32 sum (4x faster than fp32 on CPUs with
+        VNNI); where the int8 kernel is missing, the fp32 product gives the same integers.
+        """
         if self.n_items > MAX_DENSE_ITEMS:
             raise ValueError(
                 f"{self.name}: {self.n_items} items need an items x items matrix; "
                 f"above {MAX_DENSE_ITEMS} items use bpr or ials"
             )
-        gram = torch.zeros(self.n_items, self.n_items, dtype=torch.float32)
+        try:
+            return self._item_gram_int8(batch_size)
+        except (RuntimeError, NotImplementedError):
+            gram = torch.zeros(self.n_items, self.n_items, dtype=torch.float32)
+            for start in range(0, self.n_users, batch_size):
+                rows = self.interactions(torch.arange(start, min(start + batch_size, self.n_users)))
+                gram += rows.T @ rows
+            return gram
+
+    def _item_gram_int8(self, batch_size: int) -> torch.Tensor:
+        n = self.n_items
+        width = -(-n // 64) * 64  # the int8 kernel wants aligned shapes: pad with zero columns and rows
+        gram = torch.zeros(width, width, dtype=torch.int32)
         for start in range(0, self.n_users, batch_size):
             rows = self.interactions(torch.arange(start, min(start + batch_size, self.n_users)))
-            gram += rows.T @ rows
-        return gram
+            rows = functional.pad(rows.to(torch.int8), (0, width - n, 0, -rows.shape[0] % 8))
+            gram += torch._int_mm(rows.T.contiguous(), rows)
+        return gram[:n, :n].to(torch.float32)
 
     def user_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every training (user index, item index) pair, sorted by user then item."""
@@ -139,7 +213,7 @@ class Recommender(ABC):
     # -- serving ---------------------------------------------------------------------------------------------
 
     def score(self, user_index: torch.Tensor) -> torch.Tensor:
-        """Float32 scores (batch, n_items) over internal item indices."""
+        """Float32 scores (batch, n_items) over internal item indices, a new tensor the caller may modify."""
         self._vocab()
         with torch.no_grad():
             return self._score(user_index.to(torch.int64))
@@ -154,7 +228,7 @@ class Recommender(ABC):
         known = torch.from_numpy(index[index >= 0])
         scores = self.score(known)
         if exclude_seen:
-            scores = scores.masked_fill(self.seen(known), float("-inf"))
+            scores = self.exclude_seen(scores, known)
         values, indices = top_k(scores, k)
         keep = torch.isfinite(values)  # a user who saw everything gets fewer rows, not -inf rows
         width = indices.shape[1]
@@ -183,6 +257,7 @@ class Recommender(ABC):
             "format": FORMAT_VERSION,
             "model": self.name,
             "config": self.config.model_dump(mode="json"),
+            "epochs": self.epochs,
             "extra": self._metadata(),
         }
         # One metadata key holding canonical JSON: safetensors writes several keys in hash order, which would
@@ -207,6 +282,7 @@ class Recommender(ABC):
         )
         model._indptr, model._indices = tensors["seen.indptr"], tensors["seen.indices"]
         model._load_state({k.removeprefix("state."): v for k, v in tensors.items() if k.startswith("state.")})
+        model.epochs = list(metadata.get("epochs", []))
         model._load_metadata(metadata.get("extra", {}))
         return model
 
@@ -270,10 +346,12 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return values.gather(1, order), indices.gather(1, order)
 
 
-def _csr(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[torch.Tensor, torch.Tensor]:
-    pairs = np.unique(
-        np.stack([users, items], axis=1), axis=0
-    )  # sorted by user, then item; duplicates dropped
-    counts = np.bincount(pairs[:, 0], minlength=n_users)
+def _csr(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # One int64 key per pair: unique keys are sorted by user, then item, with duplicates dropped (a 1-D
+    # sort, several times faster than np.unique over rows).
+    keys = np.unique(users.astype(np.int64) * n_items + items)
+    counts = np.bincount(keys // n_items, minlength=n_users)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return torch.from_numpy(indptr), torch.from_numpy(np.ascontiguousarray(pairs[:, 1]).astype(np.int64))
+    return torch.from_numpy(indptr), torch.from_numpy(keys % n_items)

@@ -28,7 +28,7 @@ class EASE(Recommender):
         self.weights = weights.contiguous()
 
     def _score(self, user_index: torch.Tensor) -> torch.Tensor:
-        return self.interactions(user_index) @ self.weights
+        return self.times_interactions(user_index, self.weights)
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {"weights": self.weights}

@@ -31,7 +31,7 @@ class ItemKNN(Recommender):
         self.similarity = sparse.contiguous()
 
     def _score(self, user_index: torch.Tensor) -> torch.Tensor:
-        return self.interactions(user_index) @ self.similarity
+        return self.times_interactions(user_index, self.similarity)
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {"similarity": self.similarity}

@@ -1,0 +1,138 @@
+"""Registration and promotion inside the pipeline, serving from the registry, and manual approval, against a
+real (temporary) Prefect server."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import polars as pl
+import pytest
+
+from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
+from {{ cookiecutter.package_name }}.artifacts.registry import CHALLENGER, CHAMPION, open_registry
+from {{ cookiecutter.package_name }}.flows.pipeline import pipeline
+from {{ cookiecutter.package_name }}.flows.promotion import batch_recommend
+from {{ cookiecutter.package_name }}.serving import load_model
+from {{ cookiecutter.package_name }}.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _run(settings: Settings, **model: Any) -> dict[str, Any]:
+    resolved = settings.resolved()
+    resolved["model"] = {**resolved["model"], **model}
+    state = pipeline(resolved, return_state=True)
+    assert state.is_completed(), state.message
+    return state.result()
+
+
+def test_promotion_rollback_and_serving_through_the_pipeline(small_settings: Settings) -> None:
+    first = _run(small_settings, name="popularity")["promotion"]
+    assert first["promoted"] and first["version"] == 1
+    assert "first champion" in first["decision"]["reason"]
+
+    better = _run(small_settings, name="ease")["promotion"]
+    assert better["promoted"] and better["version"] == 2
+    assert better["decision"]["reference"] == "champion v1" and better["decision"]["comparison"]["passed"]
+
+    # A heavily over-regularised EASE ranks worse than the champion: registered, judged, kept out.
+    worse = _run(small_settings, name="ease", ease={"l2": 100_000.0})["promotion"]
+    assert not worse["promoted"] and worse["version"] == 3
+    assert "gain over the champion v2 is -" in worse["decision"]["reason"]
+
+    registry, store = (
+        open_registry(small_settings.registry, small_settings.storage),
+        open_store(small_settings.storage),
+    )
+    assert registry.get(CHAMPION).version == 2 and registry.get(CHALLENGER).version == 3
+    # The stored decision is the one the flow returned, and the registry keeps a record of each.
+    stored = store.get_json(ArtifactRef(**worse["decision_ref"]))
+    assert stored["reason"] == worse["decision"]["reason"]
+    assert [d.promoted for d in registry.decisions()] == [1, 1, 0]
+
+    _, champion_model = load_model(registry, store)
+    users = champion_model.vocabulary.users[:5].tolist()
+    before = champion_model.recommend(users, 10)
+    registry.rollback(actor="on-call", reason="v2 recommends stale items")
+    held, restored = load_model(registry, store)
+    assert held.version == 1 and held.model_name == "popularity"
+    _, v1 = load_model(registry, store, 1)
+    assert restored.recommend(users, 10).equals(v1.recommend(users, 10))
+    assert not restored.recommend(users, 10).equals(before)
+
+    history = [(m.alias, m.action, m.from_version, m.to_version) for m in registry.history()]
+    assert history == [
+        (CHALLENGER, "register", None, 1),
+        (CHAMPION, "promote", None, 1),
+        (CHALLENGER, "clear", 1, None),
+        (CHALLENGER, "register", None, 2),
+        (CHAMPION, "promote", 1, 2),
+        (CHALLENGER, "clear", 2, None),
+        (CHALLENGER, "register", None, 3),
+        (CHAMPION, "rollback", 2, 1),
+    ]
+
+    batch = batch_recommend(small_settings.resolved(), k=5)
+    frame = store.get_frame(ArtifactRef(**batch["ref"]))
+    assert batch["version"] == 1 and frame.columns == ["user_id", "item_id", "score", "rank"]
+    assert frame.get_column("user_id").n_unique() == restored.n_users == batch["users"]
+    assert frame.group_by("user_id").len().get_column("len").max() == 5
+    # The batch output matches serving one user at a time.
+    one = frame.filter(pl.col("user_id") == users[0]).drop("score")
+    assert one.equals(restored.recommend(users[:1], 5).drop("score"))
+
+
+def test_a_rerun_of_the_champion_is_registered_but_not_promoted(small_settings: Settings) -> None:
+    assert _run(small_settings, name="ease")["promotion"]["promoted"]  # beats popularity
+    again = _run(small_settings, name="ease")["promotion"]
+    assert not again["promoted"]
+    assert again["decision"]["comparison"]["difference"] == 0.0  # the same model, bit for bit
+
+
+def test_manual_approval_pauses_until_a_person_answers(small_settings: Settings) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    resolved = small_settings.resolved()
+    resolved["promotion"] = {**resolved["promotion"], "manual_approval": True}
+    name = f"approval-{uuid.uuid4().hex[:8]}"
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        outcome["state"] = pipeline.with_options(flow_run_name=name)(resolved, return_state=True)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    flow_run_id = _wait_for_paused(name, timeout=180)
+    registry = open_registry(small_settings.registry, small_settings.storage)
+    assert registry.alias(CHAMPION) is None  # judged as promotable, but nothing moves before the answer
+    resume_flow_run(flow_run_id, run_input={"approve": True, "reason": "checked the report"})
+    worker.join(timeout=180)
+    state = outcome["state"]
+    assert state.is_completed(), state.message
+    assert state.result()["promotion"]["promoted"]
+    (move,) = registry.history(CHAMPION)
+    assert "approved in the Prefect UI" in move.actor and "checked the report" in move.reason
+
+
+def _wait_for_paused(name: str, timeout: float) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, TaskRunFilter
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+                task_run_filter=TaskRunFilter(),
+                sort=FlowRunSort.START_TIME_DESC,
+                limit=1,
+                offset=0,
+            )
+            if runs and runs[0].state is not None and runs[0].state.is_paused():
+                return runs[0].id
+            time.sleep(0.5)
+    raise AssertionError(f"flow run {name} did not pause within {timeout}s")

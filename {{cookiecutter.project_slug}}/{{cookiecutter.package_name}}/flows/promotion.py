@@ -1,0 +1,177 @@
+"""Registration and promotion after a pipeline run, and batch recommendations from the champion.
+
+`promote_model` runs inside the pipeline flow: register the run's model (it becomes the challenger), judge it
+against the current champion (or popularity), optionally wait for a person's approval in the Prefect UI, then
+move the champion alias with a compare-and-swap. If another run moved the champion in between, the challenger
+is judged again against the new champion, so a model never replaces one it was not compared with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+
+from .. import serving
+from ..artifacts import ArtifactRef, open_store
+from ..artifacts.registry import CHAMPION, RegistryError, StaleAlias, open_registry
+from ..evaluation import evaluate
+from ..models import build_model
+from ..promotion import Decision, decide
+from ..settings import (
+    PACKAGE,
+    EvaluationConfig,
+    ModelConfig,
+    PromotionConfig,
+    RegistryConfig,
+    Settings,
+    StorageConfig,
+    settings_for_flow,
+)
+
+ARTIFACT_PREFIX = PACKAGE.replace("_", "-")
+_ATTEMPTS = 5  # judge-and-swap rounds before giving up when other runs keep moving the champion
+
+
+class Approval(RunInput):
+    """What a person answers in the Prefect UI when `promotion.manual_approval` is on."""
+
+    approve: bool
+    reason: str = ""
+
+
+@task(name="register")
+def register_task(manifest: dict[str, Any], registry_cfg: RegistryConfig, storage: StorageConfig) -> int:
+    version = open_registry(registry_cfg, storage).register(manifest, actor=f"run {manifest['run_id']}")
+    get_run_logger().info("registered model version %d (%s)", version.version, version.model_name)
+    return version.version
+
+
+@task(name="judge")
+def judge_task(
+    version: int,
+    policy: PromotionConfig,
+    evaluation: EvaluationConfig,
+    seed: int,
+    registry_cfg: RegistryConfig,
+    storage: StorageConfig,
+) -> dict[str, Any]:
+    registry, store = open_registry(registry_cfg, storage), open_store(storage)
+    candidate, model = serving.load_model(registry, store, version)
+    train = store.get_frame(ArtifactRef(**candidate.artifact("train")))
+    test = store.get_frame(ArtifactRef(**candidate.artifact("test")))
+    ks, metric = evaluation.k, evaluation.primary_metric
+    challenger = evaluate(model, train, test, ks, evaluation.batch_size)
+    champion = registry.alias(CHAMPION)
+    if champion is not None:
+        _, held = serving.load_model(registry, store, champion.version)
+        reference = evaluate(held, train, test, ks, evaluation.batch_size, as_served=True)
+        label = f"champion v{champion.version}"
+    elif model.name == "popularity":
+        reference, label = None, "popularity baseline"
+    else:
+        baseline = build_model(ModelConfig(name="popularity")).fit(train, seed)
+        reference, label = evaluate(baseline, train, test, ks, evaluation.batch_size), "popularity baseline"
+    decision = decide(
+        policy,
+        metric,
+        version,
+        challenger,
+        reference,
+        label,
+        champion.version if champion else None,
+        serving.latency_per_1k(model, max(ks)),
+        seed,
+    )
+    ref = store.put_json(decision.to_dict(), kind="promotion-decision")
+    registry.record_decision(version, decision.promote, label, decision.reason, ref.id)
+    get_run_logger().info("version %d: %s", version, decision.reason)
+    create_markdown_artifact(
+        key=f"{ARTIFACT_PREFIX}-promotion", markdown=decision.markdown(), description="Promotion decision"
+    )
+    return {"decision": decision.to_dict(), "decision_ref": ref.model_dump()}
+
+
+@task(name="promote")
+def promote_task(
+    version: int,
+    expect: int | None,
+    actor: str,
+    reason: str,
+    decision_id: str,
+    registry_cfg: RegistryConfig,
+    storage: StorageConfig,
+) -> dict[str, Any]:
+    """Move the champion alias to `version` if the champion is still `expect`; report a stale read."""
+    try:
+        move = open_registry(registry_cfg, storage).promote(version, actor, reason, expect, decision_id)
+    except StaleAlias as exc:
+        get_run_logger().info("champion moved meanwhile (%s); judging again", exc)
+        return {"stale": True}
+    get_run_logger().info("version %d is the champion (was %s)", version, move.from_version)
+    return {"stale": False, "from_version": move.from_version, "move_id": move.id}
+
+
+def promote_model(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Register, judge and maybe promote the model of a finished run (inside the pipeline flow)."""
+    policy, storage, registry_cfg = settings.promotion, settings.storage, settings.registry
+    version = register_task(manifest, registry_cfg, storage)
+    actor = f"run {manifest['run_id']}"
+    for _ in range(_ATTEMPTS):
+        judged = judge_task(version, policy, settings.evaluation, settings.seed, registry_cfg, storage)
+        decision = Decision(**judged["decision"])
+        outcome = {"version": version, "decision": judged["decision"], "decision_ref": judged["decision_ref"]}
+        if not decision.promote:
+            return {**outcome, "promoted": False}
+        reason = decision.reason
+        if policy.manual_approval:
+            answer = pause_flow_run(
+                wait_for_input=Approval.with_initial_data(
+                    description=decision.markdown(), approve=True, reason=""
+                ),
+                timeout=policy.approval_timeout_seconds,
+                poll_interval=2,  # how soon the flow notices the answer
+            )
+            if not answer.approve:
+                return {**outcome, "promoted": False, "rejected_by_person": answer.reason}
+            actor, reason = (
+                f"{actor}, approved in the Prefect UI",
+                f"{reason} Approved: {answer.reason}".strip(),
+            )
+        swapped = promote_task(
+            version, decision.champion, actor, reason, judged["decision_ref"]["id"], registry_cfg, storage
+        )
+        if not swapped["stale"]:
+            return {**outcome, "promoted": True}
+    raise RegistryError(f"the champion moved {_ATTEMPTS} times while version {version} was being judged")
+
+
+@flow(name="batch-recommend")
+def batch_recommend(
+    config: dict[str, Any] | None = None,
+    config_files: list[str] | None = None,
+    k: int = 10,
+    version: str = CHAMPION,
+) -> dict[str, Any]:
+    """Top-k for every user from the champion (or any version), stored as a Parquet artifact."""
+    settings = settings_for_flow(config, config_files)
+    registry, store = open_registry(settings.registry, settings.storage), open_store(settings.storage)
+    held, model = serving.load_model(registry, store, version)
+    frame = serving.recommend_all(model, k)
+    ref = store.put_frame(frame, kind="recommendations")
+    get_run_logger().info("version %d: top-%d for %d users -> %s", held.version, k, model.n_users, ref.uri)
+    create_link_artifact(
+        key=f"{ARTIFACT_PREFIX}-recommendations",
+        link=ref.uri,
+        link_text=f"top-{k} from version {held.version}",
+    )
+    return {
+        "version": held.version,
+        "k": k,
+        "users": model.n_users,
+        "rows": frame.height,
+        "ref": ref.model_dump(),
+    }
