@@ -79,6 +79,17 @@ def test_secrets_never_appear_in_resolved_output(monkeypatch: pytest.MonkeyPatch
     assert "hunter2" not in str(s.resolved())
 
 
+def test_updated_lays_nested_overrides_over_and_keeps_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}STORAGE__SECRET_ACCESS_KEY", "hunter2")
+    s = load_settings([DEFAULT])
+    drifted = s.updated(s.deploy.drift_overrides)
+    assert drifted.split.test_fraction == 0.1 and drifted.split.strategy == s.split.strategy
+    assert drifted.storage.secret_access_key.get_secret_value() == "hunter2"
+    assert drifted.fingerprint() != s.fingerprint()
+    with pytest.raises(ValidationError, match="test_fraction"):
+        s.updated({"split": {"test_fraction": 2}})
+
+
 def test_dotted_overrides_parse_values() -> None:
     assert dotted_overrides(["model.ease.l2=5", "seed=3", "data.source=file"]) == {
         "model": {"ease": {"l2": 5}},

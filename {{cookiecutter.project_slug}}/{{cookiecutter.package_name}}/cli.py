@@ -20,7 +20,7 @@ from rich.table import Table
 
 from .artifacts import ArtifactRef, ArtifactStore, open_store
 from .artifacts import runs as runs_catalog
-from .settings import PACKAGE, ConfigFileError, Settings, dotted_overrides, load_settings
+from .settings import PACKAGE, ConfigFileError, Settings, deep_merge, dotted_overrides, load_settings
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
 _QUIET_DEFAULTS = {
@@ -164,7 +164,7 @@ def reproduce(
         # A private store: the rebuild neither reads the original outputs nor shares their cache entries.
         # Promotion reads and moves the registry: a rebuild must not register anything.
         isolated = {"storage": {"uri": scratch}, "promotion": {"enabled": False}}
-        resolved = _deep_merge(expected["config"], {**changes, **isolated})
+        resolved = deep_merge(expected["config"], {**changes, **isolated})
         console.print(f"rebuilding run {expected['run_id']} from its manifest, in a scratch store")
         state = _run_pipeline(Settings.from_resolved(resolved))
         if not state.is_completed():
@@ -511,6 +511,139 @@ def recommend(
         _fail(f"unknown to version {held.version} (no training events): {unknown}", code=1)
 
 
+@app.command()
+def monitor(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Check the champion for drift and decay now (the `monitor` flow); exit 1 when it drifted."""
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    _quiet_defaults()
+    from .flows.monitor import monitor as monitor_flow
+
+    state = monitor_flow(settings.resolved(), return_state=True)
+    if not state.is_completed():
+        _fail(f"monitor {state.name}: {_state_message(state)}", code=2)
+    result = state.result()
+    verdict = "[red]drift or decay[/]" if result["drifted"] else "[green]no drift[/]"
+    console.print(f"champion v{result.get('champion')}: {verdict}", highlight=False)
+    for reason in result["reasons"]:
+        console.print(f"  - {reason}", soft_wrap=True, highlight=False)
+    for name in ("events_report", "predictions_report"):
+        if name in result:
+            console.print(f"  {name.replace('_', ' ')}: {result[name]}", soft_wrap=True)
+    if result["drifted"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Serve every deployment on this machine: nightly retrain, hourly monitor, on-new-data, on-drift.
+
+    Needs a Prefect server (PREFECT_API_URL); runs until interrupted.
+    """
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    _quiet_defaults()
+    from .flows.deployments import serve_all
+
+    serve_all(settings, {"config": settings.resolved()})
+
+
+@app.command()
+def watch(
+    interval: Annotated[float, typer.Option(help="Seconds between looks at the landing zone.")] = 2.0,
+    once: Annotated[bool, typer.Option(help="Look once, announce what is there, and exit.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Emit the new-data event for each file that lands in the landing zone (the served deployments react)."""
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    _quiet_defaults()
+    import itertools
+    import time
+
+    from .artifacts.landing import LandingZone
+    from .flows.deployments import emit_new_data
+
+    zone, announced = LandingZone(settings.ingest), _Announced(Path(settings.ingest.landing))
+    sizes: dict[Path, int] = {}
+    console.print(f"watching {zone.landing} (event {settings.deploy.new_data_event})")
+    for look in itertools.count():
+        for file in zone.waiting():
+            size = file.stat().st_size
+            # Announce a file once its size held still for one interval: a copy in progress is not a batch.
+            if sizes.get(file) == size and not announced.seen(file):
+                emit_new_data(settings, str(file.resolve()), size)
+                announced.add(file)
+                console.print(f"announced {file.name} ({size:,} bytes)")
+            sizes[file] = size
+        if once and look == 1:  # two looks: the second confirms sizes and announces
+            return
+        time.sleep(interval)
+
+
+@app.command()
+def simulate(
+    data: Annotated[
+        Path | None, typer.Option(help="A MovieLens directory to replay (default: the synthetic data).")
+    ] = None,
+    batches: Annotated[int, typer.Option(min=3, help="Batches after the initial load.")] = 4,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Replay a dataset as time-ordered batches through the served deployments and print a timeline.
+
+    Normal batches go ingest -> validate -> train -> evaluate -> promotion; a shifted batch raises drift and
+    a retrain; a corrupt batch is quarantined while the champion keeps serving. Starts a temporary Prefect
+    server unless PREFECT_API_URL is set, and `serve` against it; stops both at the end.
+    """
+    overrides = _cli_overrides(pairs=set_ or [])
+    if data is not None:
+        if not data.exists():
+            _fail(f"data path does not exist: {data}", code=2)
+        overrides = deep_merge(overrides, {"data": {"source": "movielens", "path": str(data)}})
+    settings = _load(config, overrides)
+    if settings.data.source == "snapshot":
+        _fail("simulate replays a dataset: use --data or data.source synthetic/movielens/file", code=2)
+    _quiet_defaults()
+    import time
+
+    from .data import sources
+    from .flows.simulate import format_step, served
+    from .flows.simulate import simulate as replay
+    from .simulation import plan_batches
+
+    planned = plan_batches(sources.load(settings.data, settings.seed), n_batches=batches)
+    for batch in planned:
+        console.print(f"{batch.name:<18} {batch.rows:>8,} events  {batch.describe()}")
+    started = time.monotonic()
+    logs = Path(settings.ingest.landing).resolve().parent / "simulate-logs"
+    with served(settings, Path.cwd(), console.print, logs) as url:
+        console.print(f"Prefect UI: {url.removesuffix('/api')}  (server and serve logs in {logs})")
+        steps = replay(settings, planned, lambda step: console.print(format_step(step), highlight=False))
+    console.print(f"\n[bold]timeline[/] ({time.monotonic() - started:.0f} s)")
+    for step in steps:
+        console.print(format_step(step), soft_wrap=True, highlight=False)
+
+
+class _Announced:
+    """Files `watch` announced, kept in the landing zone (a hidden file) so a restart does not repeat them."""
+
+    def __init__(self, landing: Path) -> None:
+        self.path = landing / ".announced.json"
+        self.keys: set[str] = set(json.loads(self.path.read_text())) if self.path.is_file() else set()
+
+    @staticmethod
+    def _key(file: Path) -> str:
+        stat = file.stat()
+        return f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+    def seen(self, file: Path) -> bool:
+        return file.exists() and self._key(file) in self.keys
+
+    def add(self, file: Path) -> None:
+        self.keys.add(self._key(file))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(sorted(self.keys)))
+
+
 @app.command("config")
 def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the resolved settings as JSON, with their fingerprint."""
@@ -591,14 +724,6 @@ def _tags(pairs: list[str]) -> dict[str, str]:
         if not sep or not key:
             _fail(f"tag '{pair}' is not of the form key=value", code=2)
         out[key] = value
-    return out
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _deep_merge(out[key], value) if nested else value
     return out
 
 

@@ -218,6 +218,37 @@ class PromotionConfig(_Section):
     approval_timeout_seconds: int = Field(3_600, gt=0)
 
 
+class MonitorConfig(_Section):
+    """Drift and decay checks of the champion (the `monitor` flow); see monitoring.py for the windows."""
+
+    # Two of the seven event features: a real shift rarely moves most columns at once (a move to other
+    # items at other hours moves item popularity and hour of day, and nothing else).
+    drift_share: float = Field(0.25, gt=0, le=1, description="Share of drifted features that means drift.")
+    max_decay: float = Field(
+        0.05, ge=0, description="Largest tolerated drop of the primary metric on new events (absolute)."
+    )
+    min_new_events: int = Field(500, ge=1, description="Fewer new events than this: nothing is judged.")
+    max_rows: int = Field(20_000, ge=1_000, description="Events per window compared (a seeded sample).")
+    users_for_predictions: int = Field(500, ge=10, description="Users whose top-10 is compared per window.")
+
+
+class DeployConfig(_Section):
+    """Schedules and event names of the served deployments (`serve`, deployments/prefect.yaml)."""
+
+    pipeline_cron: str = Field("0 3 * * *", description="Retrain on the current snapshot (UTC).")
+    monitor_cron: str = Field("0 * * * *", description="Check drift and decay (UTC).")
+    new_data_event: str = Field(
+        f"{PACKAGE}.data.arrived", description="Emitted by `watch`; runs ingest + pipeline."
+    )
+    drift_event: str = Field(f"{PACKAGE}.drift.detected", description="Emitted by `monitor`; runs a retrain.")
+    # A retrain on the same snapshot with the same settings is the champion again (every step a cache hit).
+    # After drift the newest events matter most, so by default the retrain holds out half as much of them.
+    drift_overrides: dict[str, Any] = Field(
+        default_factory=lambda: {"split": {"test_fraction": 0.1}},
+        description="Settings laid over the rest for a retrain on drift ({}: the same as the nightly one).",
+    )
+
+
 class StorageConfig(_Section):
     uri: str = Field("artifacts", description="Local directory or s3://bucket/prefix of the artifact store.")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None means AWS.")
@@ -243,6 +274,8 @@ class Settings(BaseSettings):
     storage: StorageConfig = StorageConfig()
     registry: RegistryConfig = RegistryConfig()
     promotion: PromotionConfig = PromotionConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    deploy: DeployConfig = DeployConfig()
     ingest: IngestConfig = IngestConfig()
 
     @classmethod
@@ -263,9 +296,11 @@ class Settings(BaseSettings):
 
     def fingerprint(self) -> str:
         """sha256 of the resolved config minus where things live and what happens around training (storage,
-        landing, registry, promotion policy, progress and checkpoints): the experiment, wherever it runs."""
+        landing, registry, promotion, monitoring, deployments, progress and checkpoints): the experiment,
+        wherever it runs."""
         payload = self.model_dump(
-            mode="json", exclude={"storage", "ingest", "training", "registry", "promotion"}
+            mode="json",
+            exclude={"storage", "ingest", "training", "registry", "promotion", "monitor", "deploy"},
         )
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
@@ -275,9 +310,22 @@ class Settings(BaseSettings):
         """Rebuild from `resolved()` output; the values passed are complete, so they win over every source."""
         return cls(**resolved)
 
+    def updated(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with nested `overrides` applied (validated; secrets kept)."""
+        return type(self).from_resolved(deep_merge(self.model_dump(), overrides))
+
 
 class ConfigFileError(FileNotFoundError):
     pass
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `update` laid over it, section by section."""
+    out = dict(base)
+    for key, value in update.items():
+        nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = deep_merge(out[key], value) if nested else value
+    return out
 
 
 def load_settings(config_files: Sequence[Path] = (), overrides: Mapping[str, Any] | None = None) -> Settings:

@@ -1,0 +1,118 @@
+"""The served deployments: their schedules and triggers, and, against a real Prefect server started on
+127.0.0.1 with `serve` in its own process, the new-data event running ingest + pipeline and the drift event
+running a retrain. `served` stops both processes at the end."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }}.artifacts import open_store
+from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
+from {{ cookiecutter.package_name }}.artifacts.registry import open_registry
+from {{ cookiecutter.package_name }}.artifacts.runs import list_runs
+from {{ cookiecutter.package_name }}.data.synthetic import generate
+from {{ cookiecutter.package_name }}.flows.deployments import build_deployments, emit_new_data
+from {{ cookiecutter.package_name }}.flows.monitor import DATASET_RESOURCE
+from {{ cookiecutter.package_name }}.flows.simulate import _wait_for_run, served
+from {{ cookiecutter.package_name }}.settings import Settings, SyntheticConfig, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        [DEFAULT],
+        {
+            "data": {"synthetic": {"n_users": 300, "n_items": 200, "n_interactions": 6_000}},
+            "storage": {"uri": str(tmp_path / "artifacts")},
+            "ingest": {"landing": str(tmp_path / "landing"), "quarantine": str(tmp_path / "quarantine")},
+            "deploy": {"pipeline_cron": "15 2 * * *", "monitor_cron": "*/30 * * * *"},
+        },
+    )
+
+
+def test_deployments_carry_schedules_triggers_and_settings(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    parameters = {"config": settings.resolved()}
+    nightly, hourly, on_new_data, on_drift = build_deployments(settings, parameters)
+    assert [d.name for d in (nightly, hourly, on_new_data, on_drift)] == [
+        "nightly", "hourly", "on-new-data", "on-drift"
+    ]  # fmt: skip
+    assert nightly.schedules[0].schedule.cron == "15 2 * * *"
+    assert hourly.schedules[0].schedule.cron == "*/30 * * * *"
+    assert nightly.parameters == {**parameters, "reason": "schedule"}
+    (new_data,) = on_new_data.triggers
+    assert new_data.expect == {settings.deploy.new_data_event}
+    assert new_data.parameters["path"] == "{" + "{ event.payload.path }" + "}"
+    assert new_data.parameters["config"] == parameters["config"]
+    (drift,) = on_drift.triggers
+    assert drift.expect == {settings.deploy.drift_event}
+    assert drift.parameters["reason"] == "drift"
+    assert not on_new_data.schedules and not on_drift.schedules
+
+
+def test_prefect_yaml_declares_the_same_deployments() -> None:
+    declared = yaml.safe_load((PROJECT_ROOT / "deployments" / "prefect.yaml").read_text())["deployments"]
+    by_name = {d["name"]: d for d in declared}
+    assert set(by_name) == {"nightly", "hourly", "on-new-data", "on-drift"}
+    defaults = load_settings([DEFAULT]).deploy
+    assert by_name["nightly"]["schedules"][0]["cron"] == defaults.pipeline_cron
+    assert by_name["hourly"]["schedules"][0]["cron"] == defaults.monitor_cron
+    assert by_name["on-new-data"]["triggers"][0]["expect"] == [defaults.new_data_event]
+    assert by_name["on-drift"]["triggers"][0]["expect"] == [defaults.drift_event]
+    for d in declared:
+        module, _, function = d["entrypoint"].partition(":")
+        assert (PROJECT_ROOT / module).is_file() and function, d["entrypoint"]
+
+
+@pytest.mark.e2e
+def test_new_data_event_trains_and_drift_event_retrains(tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.events import emit_event
+
+    settings = _settings(tmp_path)
+    landing = Path(settings.ingest.landing)
+    landing.mkdir(parents=True)
+    generate(SyntheticConfig(n_users=300, n_items=200, n_interactions=6_000), seed=1).write_csv(
+        landing / "first.csv"
+    )
+    logs = tmp_path / "logs"
+    with served(settings, PROJECT_ROOT, lambda _: None, logs) as url, get_client(sync_client=True) as client:
+        assert url.startswith("http://127.0.0.1:")
+        on_new_data = client.read_deployment_by_name("ingest-and-train/on-new-data").id
+        on_drift = client.read_deployment_by_name("retrain/on-drift").id
+
+        emitted = datetime.now(UTC)
+        emit_new_data(
+            settings, str((landing / "first.csv").resolve()), (landing / "first.csv").stat().st_size
+        )
+        run = _wait_for_run(client, on_new_data, emitted, timeout=300)
+        assert run.state.is_completed(), (run.state.message, (logs / "serve.log").read_text()[-3_000:])
+        assert run.parameters["path"].endswith("first.csv")  # rendered from the event by the server
+        store = open_store(settings.storage)
+        assert current_snapshot(store)["rows"] > 0 and not list(landing.iterdir())
+        assert [v.version for v in open_registry(settings.registry, settings.storage).versions()] == [1]
+
+        time.sleep(1)
+        emitted = datetime.now(UTC)
+        emit_event(
+            event=settings.deploy.drift_event,
+            resource={"prefect.resource.id": DATASET_RESOURCE},
+            payload={"reasons": ["test"]},
+        )
+        run = _wait_for_run(client, on_drift, emitted, timeout=300)
+        assert run.state.is_completed(), (run.state.message, (logs / "serve.log").read_text()[-3_000:])
+        assert run.parameters["reason"] == "drift"
+    assert len(open_registry(settings.registry, settings.storage).versions()) == 2
+    first, retrained = list_runs(store)
+    assert (first["tags"]["trigger"], retrained["tags"]["trigger"]) == ("new-data", "drift")
+    # The retrain on drift ran with deploy.drift_overrides: more of the newest events in training.
+    assert first["config"]["split"]["test_fraction"] == 0.2
+    assert retrained["config"]["split"]["test_fraction"] == 0.1
+    assert retrained["dataset"]["id"] == first["dataset"]["id"]

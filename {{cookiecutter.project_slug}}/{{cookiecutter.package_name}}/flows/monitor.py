@@ -1,0 +1,94 @@
+"""The monitor flow: is the champion's data drifting, is it decaying? Emits the drift event when so.
+
+Reads the champion (registry), its training data (store) and the current snapshot (landing pointer), runs
+`monitoring.check`, stores the result (JSON) and the Evidently reports (HTML) as artifacts, publishes a
+markdown summary and links in the Prefect UI, and emits `deploy.drift_event` when drift or decay passes a
+threshold; the `retrain` deployment listens for that event.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.events import emit_event
+
+from .. import monitoring, serving
+from ..artifacts import ArtifactRef, ArtifactStore, open_store
+from ..artifacts.landing import current_snapshot
+from ..artifacts.registry import CHAMPION, open_registry
+from ..settings import PACKAGE, settings_for_flow
+
+ARTIFACT_PREFIX = PACKAGE.replace("_", "-")
+DATASET_RESOURCE = f"{PACKAGE}.dataset.interactions"
+LATEST = "monitor/latest.json"  # the newest check, by name, for people and for `simulate`
+
+
+@flow(name="monitor")
+def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None = None) -> dict[str, Any]:
+    """Compare the data since the champion's training data with it; report; emit the drift event if needed."""
+    settings = settings_for_flow(config, config_files)
+    log = get_run_logger()
+    registry, store = open_registry(settings.registry, settings.storage), open_store(settings.storage)
+    champion = registry.alias(CHAMPION)
+    if champion is None:
+        log.info("no champion yet: nothing to monitor")
+        return _latest(store, {"drifted": False, "reasons": ["no champion yet"], "champion": None})
+    pointer = current_snapshot(store)
+    if pointer is None:
+        log.info("nothing ingested yet (no current snapshot): nothing to monitor")
+        return _latest(
+            store, {"drifted": False, "reasons": ["no current snapshot"], "champion": champion.version}
+        )
+    _, model = serving.load_model(registry, store, champion.version)
+    reference = store.get_frame(ArtifactRef(**champion.artifact("train")))
+    snapshot = store.get_frame(ArtifactRef(**pointer["snapshot"]))
+    current = monitoring.new_events(snapshot, reference)
+    result = monitoring.check(
+        reference,
+        current,
+        model,
+        champion.metrics,
+        settings.evaluation.primary_metric,
+        settings.monitor,
+        settings.seed,
+    )
+    outcome = {**result.to_dict(), "champion": champion.version, "snapshot": pointer["snapshot"]["id"]}
+    ref = store.put_json(outcome, kind="drift-check")
+    outcome["result_ref"] = ref.model_dump()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in result.save_html(Path(tmp)).items():
+            report = store.put_file(path, kind=f"drift-report-{name}")
+            outcome[f"{name}_report"] = report.uri
+            create_link_artifact(
+                key=f"{ARTIFACT_PREFIX}-drift-{name}", link=report.uri, link_text=f"Evidently {name} drift"
+            )
+    create_markdown_artifact(
+        key=f"{ARTIFACT_PREFIX}-monitor", markdown=result.markdown(), description="Drift and decay"
+    )
+    log.info("monitor: %s", "; ".join(result.reasons))
+    if result.drifted:
+        emit_event(
+            event=settings.deploy.drift_event,
+            resource={"prefect.resource.id": DATASET_RESOURCE},
+            payload={
+                "reasons": result.reasons,
+                "champion": champion.version,
+                "event_drift_share": result.event_drift_share,
+                "decay": result.performance.get("decay"),
+                "snapshot": pointer["snapshot"]["id"],
+            },
+        )
+        log.info("emitted %s", settings.deploy.drift_event)
+    return _latest(store, outcome)
+
+
+def _latest(store: ArtifactStore, outcome: dict[str, Any]) -> dict[str, Any]:
+    outcome = {**outcome, "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    store.write_text(LATEST, json.dumps(outcome, indent=2, sort_keys=True, default=str))
+    return outcome

@@ -1,0 +1,271 @@
+"""Drift and decay of the champion: has the data moved away from what it was trained on, and does it still
+rank the newest interactions as well as when it was promoted?
+
+Windows. The reference is the champion's training data; the current window is every event newer than the
+last one it trained on (with a temporal split that is its test period plus whatever arrived since). Features
+of an event are read against what came before it: for the current window, against the whole reference; for
+the reference, its last fifth against the four fifths before. So "share of new users" or "how popular is the
+item" mean the same thing on both sides, whatever the window sizes.
+
+Event features: user history and item popularity (log1p of the user's / item's earlier events per 100,000
+earlier events, so the size of "before" cancels out), new user, new item, rating, hour of day, day of week.
+Prediction features, for a seeded sample of users of each window: the champion's top-10 scores and the
+popularity of the items it recommends.
+Evidently compares each column (Wasserstein distance for numbers, Jensen-Shannon for categories, above 1,000
+rows) and the data counts as drifted when the share of drifted columns reaches `monitor.drift_share`.
+Decay: the champion's primary metric on the current window (ranked as served) against the value recorded
+when it was registered; more than `monitor.max_decay` lower is decay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .evaluation import evaluate
+from .models import Recommender
+from .settings import MonitorConfig
+
+EVENT_NUMERIC = ("user_history", "item_popularity", "rating")
+EVENT_CATEGORICAL = ("new_user", "new_item", "hour_of_day", "day_of_week")
+PREDICTION_NUMERIC = ("score", "recommended_item_popularity")
+_K = 10
+
+
+@dataclass
+class DriftCheck:
+    drifted: bool
+    reasons: list[str]
+    reference_events: int
+    current_events: int
+    event_columns: list[dict[str, Any]]  # column, method, threshold, score, drifted
+    prediction_columns: list[dict[str, Any]]
+    event_drift_share: float
+    prediction_drift_share: float
+    new_user_share: float
+    new_item_share: float
+    performance: dict[str, float]  # metric, registered, current, decay
+    reports: dict[str, Any] = field(default_factory=dict, repr=False)  # Evidently snapshots, for the HTML
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "reports"}
+
+    def save_html(self, directory: Path) -> dict[str, Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, snapshot in self.reports.items():
+            paths[name] = directory / f"{name}-drift.html"
+            snapshot.save_html(str(paths[name]))
+        return paths
+
+    def markdown(self) -> str:
+        verdict = "**drift or decay**" if self.drifted else "no drift"
+        lines = [
+            f"# Monitor: {verdict}",
+            "",
+            *(f"- {r}" for r in self.reasons),
+            "",
+            f"{self.current_events:,} new events against {self.reference_events:,} in the champion's "
+            "training data.",
+            "",
+            "| column | method | score | threshold | drifted |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for c in self.event_columns + self.prediction_columns:
+            lines.append(
+                f"| {c['column']} | {c['method']} | {c['score']:.3f} | {c['threshold']} | "
+                f"{'yes' if c['drifted'] else 'no'} |"
+            )
+        p = self.performance
+        if p:
+            lines += ["", f"{p['metric']}: {p['current']:.4f} now, {p['registered']:.4f} when registered."]
+        return "\n".join(lines) + "\n"
+
+
+def new_events(snapshot: pl.DataFrame, reference: pl.DataFrame) -> pl.DataFrame:
+    """Events of `snapshot` later than the reference's last event (the champion has not trained on them)."""
+    if reference.height == 0:
+        return snapshot
+    return snapshot.filter(pl.col("timestamp") > reference.get_column("timestamp").max())
+
+
+def check(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    model: Recommender,
+    registered: dict[str, float],
+    metric: str,
+    cfg: MonitorConfig,
+    seed: int,
+) -> DriftCheck:
+    """Compare the current window with the champion's training data; `registered` = its recorded metrics."""
+    if current.height < cfg.min_new_events:
+        return DriftCheck(
+            drifted=False,
+            reasons=[f"only {current.height} new events (min_new_events {cfg.min_new_events}): not judged"],
+            reference_events=reference.height,
+            current_events=current.height,
+            event_columns=[],
+            prediction_columns=[],
+            event_drift_share=0.0,
+            prediction_drift_share=0.0,
+            new_user_share=0.0,
+            new_item_share=0.0,
+            performance={},
+        )
+    base, recent = _tail_split(reference)
+    ref_events = _sample(event_features(recent, base), cfg.max_rows, seed)
+    cur_events = _sample(event_features(current, reference), cfg.max_rows, seed)
+    numeric = [
+        c for c in EVENT_NUMERIC if c in ref_events.columns and ref_events.get_column(c).null_count() == 0
+    ]
+    events, event_share, event_snapshot = _compare(
+        ref_events, cur_events, numeric, list(EVENT_CATEGORICAL), cfg
+    )
+    popularity = (
+        reference.group_by("item_id")
+        .len("count")
+        .with_columns(pl.col("count") * (100_000 / max(reference.height, 1)))
+    )
+    ref_predictions = prediction_features(model, recent, popularity, cfg.users_for_predictions, seed)
+    cur_predictions = prediction_features(model, current, popularity, cfg.users_for_predictions, seed)
+    predictions, prediction_share, prediction_snapshot = _compare(
+        ref_predictions, cur_predictions, list(PREDICTION_NUMERIC), [], cfg
+    )
+
+    ks = sorted({_K, int(metric.split("@")[1])}) if "@" in metric else [_K]
+    now = evaluate(model, reference, current, ks, as_served=True).summary.get(metric, float("nan"))
+    before = registered.get(metric, float("nan"))
+    performance = {"metric": metric, "registered": before, "current": now, "decay": before - now}
+
+    reasons = []
+    if event_share >= cfg.drift_share:
+        drifted_names = ", ".join(c["column"] for c in events if c["drifted"])
+        reasons.append(f"interaction data drifted: {event_share:.0%} of features ({drifted_names})")
+    if prediction_share >= cfg.drift_share:
+        reasons.append(f"predictions drifted: {prediction_share:.0%} of prediction features")
+    if performance["decay"] > cfg.max_decay:
+        reasons.append(
+            f"{metric} fell from {before:.4f} to {now:.4f} on the new events (more than {cfg.max_decay})"
+        )
+    drifted = bool(reasons)
+    if not reasons:
+        reasons.append(
+            f"within thresholds: {event_share:.0%} of interaction features and {prediction_share:.0%} of "
+            f"prediction features drifted; {metric} {now:.4f} vs {before:.4f}"
+        )
+    return DriftCheck(
+        drifted=drifted,
+        reasons=reasons,
+        reference_events=reference.height,
+        current_events=current.height,
+        event_columns=events,
+        prediction_columns=predictions,
+        event_drift_share=event_share,
+        prediction_drift_share=prediction_share,
+        new_user_share=float(cur_events.get_column("new_user").eq("yes").mean()),
+        new_item_share=float(cur_events.get_column("new_item").eq("yes").mean()),
+        performance=performance,
+        reports={"events": event_snapshot, "predictions": prediction_snapshot},
+    )
+
+
+def event_features(events: pl.DataFrame, before: pl.DataFrame) -> pl.DataFrame:
+    """One row per event: its user's and item's earlier activity in `before`, newness, rating, time."""
+    per_100k = 100_000 / max(before.height, 1)
+    users = before.group_by("user_id").len("user_events")
+    items = before.group_by("item_id").len("item_events")
+    joined = events.join(users, on="user_id", how="left").join(items, on="item_id", how="left")
+    when = pl.from_epoch(pl.col("timestamp"), time_unit="s")
+    columns = [
+        (pl.col("user_events").fill_null(0) * per_100k).log1p().alias("user_history"),
+        (pl.col("item_events").fill_null(0) * per_100k).log1p().alias("item_popularity"),
+        pl.when(pl.col("user_events").is_null())
+        .then(pl.lit("yes"))
+        .otherwise(pl.lit("no"))
+        .alias("new_user"),
+        pl.when(pl.col("item_events").is_null())
+        .then(pl.lit("yes"))
+        .otherwise(pl.lit("no"))
+        .alias("new_item"),
+        when.dt.hour().cast(pl.String).alias("hour_of_day"),
+        when.dt.weekday().cast(pl.String).alias("day_of_week"),
+    ]
+    if "rating" in events.columns:
+        columns.append(pl.col("rating").cast(pl.Float64))
+    return joined.select(columns)
+
+
+def prediction_features(
+    model: Recommender, window: pl.DataFrame, popularity: pl.DataFrame, n_users: int, seed: int
+) -> pl.DataFrame:
+    """The champion's top-10 for a seeded sample of the window's known users: scores, item popularity."""
+    users = window.get_column("user_id").unique().sort().to_numpy()
+    known = users[model.vocabulary.user_index(users) >= 0] if model.vocabulary is not None else users[:0]
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(known, size=min(n_users, known.size), replace=False)) if known.size else known
+    recs = model.recommend(chosen, _K)
+    return recs.join(popularity, on="item_id", how="left").select(
+        pl.col("score").cast(pl.Float64),
+        pl.col("count").fill_null(0).log1p().alias("recommended_item_popularity"),
+    )
+
+
+def _tail_split(reference: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The reference's first four fifths (by time) and its last fifth."""
+    ordered = reference.sort("timestamp", "user_id", "item_id")
+    cut = int(ordered.height * 0.8)
+    return ordered.head(cut), ordered.slice(cut)
+
+
+def _sample(frame: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    return frame if frame.height <= n else frame.sample(n=n, seed=seed)
+
+
+def _compare(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    cfg: MonitorConfig,
+) -> tuple[list[dict[str, Any]], float, Any]:
+    """Evidently's drift test per column: (columns, share drifted, the snapshot for the HTML report)."""
+    from evidently import DataDefinition, Dataset, Report  # heavy import (several seconds): only when used
+    from evidently.presets import DataDriftPreset
+
+    if reference.height == 0 or current.height == 0:
+        return [], 0.0, None
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    columns = numeric + categorical
+    snapshot = Report(
+        [DataDriftPreset(columns=columns, drift_share=cfg.drift_share)], include_tests=True
+    ).run(
+        current_data=Dataset.from_pandas(current.select(columns).to_pandas(), data_definition=definition),
+        reference_data=Dataset.from_pandas(reference.select(columns).to_pandas(), data_definition=definition),
+    )
+    result = snapshot.dict()
+    # Per-column verdicts come from Evidently's tests: with few rows it switches to p-values, where drift
+    # means a value below the threshold, so "score > threshold" would be wrong there.
+    status = {
+        t.get("metric_config", {}).get("params", {}).get("column"): str(t["status"]).endswith("FAIL")
+        for t in result["tests"]
+    }
+    out = []
+    for metric in result["metrics"]:
+        config = metric["config"]
+        if config.get("type", "").endswith("ValueDrift"):
+            out.append(
+                {
+                    "column": config["column"],
+                    "method": config.get("method"),
+                    "threshold": config.get("threshold"),
+                    "score": float(metric["value"]),
+                    "drifted": bool(status.get(config["column"], False)),
+                }
+            )
+    share = sum(c["drifted"] for c in out) / len(out) if out else 0.0
+    return out, share, snapshot
