@@ -128,3 +128,38 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
     assert len(lines) == 3 and "rollback" in lines[-1] and "smoke test" in lines[-1], history.stdout
     again = _cli("models", "promote", "3", "--reason", "rollback was a drill", *args, cwd=tmp_path)
     assert again.returncode == 0 and "champion: version 3 (was 1)" in again.stdout
+
+
+@pytest.mark.e2e
+def test_simulate_shows_training_quarantine_and_drift_retrain(tmp_path: Path) -> None:
+    """The whole loop through served deployments on a temporary Prefect server, as `simulate` prints it."""
+    result = _cli(
+        "simulate", "--batches", "3",
+        "--config", str(PROJECT_ROOT / "configs" / "default.yaml"),
+        "--set", "model.name=ease", "--set", "data.synthetic.n_users=1000",
+        "--set", "data.synthetic.n_items=500", "--set", "data.synthetic.n_interactions=25000",
+        cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4_000:] + result.stderr[-4_000:]
+    timeline = result.stdout.split("timeline (", 1)[1].splitlines()[1:]
+    steps = [line.split(None, 5) for line in timeline if line.strip()]
+    by_batch: dict[str, list[list[str]]] = {}
+    for _at, batch, what, state, _run, *detail in steps:
+        by_batch.setdefault(batch, []).append([what, state, " ".join(detail)])
+    names = ["00-initial", "01-normal", "02-corrupt", "03-normal", "04-shifted"]
+    assert list(by_batch) == [f"{name}.csv" for name in names]
+    # Normal batches: ingest -> validate -> train -> evaluate -> promotion, and a champion comes out of them.
+    normal = [step for b in ("00-initial", "01-normal", "03-normal") for step in by_batch[f"{b}.csv"]]
+    assert all(state == "Completed" for _, state, _ in normal)
+    assert any("promoted to champion" in detail for what, _, detail in normal if what == "ingest+train")
+    # The corrupt batch is quarantined and the champion keeps serving.
+    ingested, checked = by_batch["02-corrupt.csv"]
+    assert ingested[:2] == ["ingest+train", "Failed"] and "quarantined 02-corrupt.csv" in ingested[2]
+    assert "champion still v" in ingested[2] and (tmp_path / "quarantine" / "02-corrupt.csv").is_file()
+    assert checked[:2] == ["monitor", "Completed"]
+    # The shifted batch raises drift, and the drift event starts a retrain that completes.
+    whats = [(what, state) for what, state, _ in by_batch["04-shifted.csv"]]
+    assert whats == [("ingest+train", "Completed"), ("monitor", "Completed"), ("retrain", "Completed")]
+    assert by_batch["04-shifted.csv"][1][2].startswith("DRIFT")
+    before_shift = [d for b in names[:-1] for w, _, d in by_batch[f"{b}.csv"] if w == "monitor"]
+    assert len(before_shift) == 4 and not any(d.startswith("DRIFT") for d in before_shift)

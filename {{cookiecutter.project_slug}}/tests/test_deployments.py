@@ -5,24 +5,30 @@ running a retrain. `served` stops both processes at the end."""
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+import polars as pl
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from {{ cookiecutter.package_name }}.artifacts import open_store
-from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
+from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone, current_snapshot
 from {{ cookiecutter.package_name }}.artifacts.registry import open_registry
 from {{ cookiecutter.package_name }}.artifacts.runs import list_runs
+from {{ cookiecutter.package_name }}.cli import app
 from {{ cookiecutter.package_name }}.data.synthetic import generate
-from {{ cookiecutter.package_name }}.flows.deployments import build_deployments, emit_new_data
+from {{ cookiecutter.package_name }}.flows.deployments import LANDING_RESOURCE, build_deployments
 from {{ cookiecutter.package_name }}.flows.monitor import DATASET_RESOURCE
 from {{ cookiecutter.package_name }}.flows.simulate import _wait_for_run, served
 from {{ cookiecutter.package_name }}.settings import Settings, SyntheticConfig, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"
+EVENTS = generate(SyntheticConfig(n_users=300, n_items=200, n_interactions=6_000), seed=1)
 
 
 def _settings(tmp_path: Path) -> Settings:
@@ -79,25 +85,57 @@ def test_new_data_event_trains_and_drift_event_retrains(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     landing = Path(settings.ingest.landing)
     landing.mkdir(parents=True)
-    generate(SyntheticConfig(n_users=300, n_items=200, n_interactions=6_000), seed=1).write_csv(
-        landing / "first.csv"
-    )
+    EVENTS.write_csv(landing / "first.csv")
     logs = tmp_path / "logs"
     with served(settings, PROJECT_ROOT, lambda _: None, logs) as url, get_client(sync_client=True) as client:
         assert url.startswith("http://127.0.0.1:")
         on_new_data = client.read_deployment_by_name("ingest-and-train/on-new-data").id
         on_drift = client.read_deployment_by_name("retrain/on-drift").id
 
+        # The new-data event as an external system raises it (README): a POST to the server's events API.
         emitted = datetime.now(UTC)
-        emit_new_data(
-            settings, str((landing / "first.csv").resolve()), (landing / "first.csv").stat().st_size
-        )
+        event = {
+            "id": str(uuid.uuid4()),
+            "occurred": emitted.isoformat(),
+            "event": settings.deploy.new_data_event,
+            "resource": {"prefect.resource.id": f"{LANDING_RESOURCE}.first.csv"},
+            "payload": {"path": str((landing / "first.csv").resolve())},
+        }
+        assert httpx.post(f"{url}/events", json=[event], timeout=10).status_code == 204
         run = _wait_for_run(client, on_new_data, emitted, timeout=300)
         assert run.state.is_completed(), (run.state.message, (logs / "serve.log").read_text()[-3_000:])
         assert run.parameters["path"].endswith("first.csv")  # rendered from the event by the server
         store = open_store(settings.storage)
-        assert current_snapshot(store)["rows"] > 0 and not list(landing.iterdir())
+        assert current_snapshot(store)["rows"] == 6_000 and not list(landing.iterdir())
         assert [v.version for v in open_registry(settings.registry, settings.storage).versions()] == [1]
+
+        # `watch` announces a file that landed (once its size held still), as it would in production.
+        EVENTS.slice(0, 1_500).with_columns(pl.col("timestamp") + 86_400 * 200).write_csv(
+            landing / "second.csv"
+        )
+        emitted = datetime.now(UTC)
+        watched = CliRunner().invoke(
+            app,
+            ["watch", "--once", "--interval", "0.5", "--config", str(DEFAULT)]
+            + [f"--set=ingest.landing={landing}", f"--set=storage.uri={settings.storage.uri}"],
+        )
+        assert watched.exit_code == 0 and "announced second.csv" in watched.output, watched.output
+        run = _wait_for_run(client, on_new_data, emitted, timeout=300)
+        assert run.state.is_completed(), (run.state.message, (logs / "serve.log").read_text()[-3_000:])
+        assert current_snapshot(store)["rows"] == 7_500 and LandingZone(settings.ingest).waiting() == []
+        again = CliRunner().invoke(
+            app,
+            [
+                "watch",
+                "--once",
+                "--interval",
+                "0.1",
+                "--config",
+                str(DEFAULT),
+                f"--set=ingest.landing={landing}",
+            ],
+        )
+        assert again.exit_code == 0 and "announced" not in again.output  # nothing new landed
 
         time.sleep(1)
         emitted = datetime.now(UTC)
@@ -109,10 +147,10 @@ def test_new_data_event_trains_and_drift_event_retrains(tmp_path: Path) -> None:
         run = _wait_for_run(client, on_drift, emitted, timeout=300)
         assert run.state.is_completed(), (run.state.message, (logs / "serve.log").read_text()[-3_000:])
         assert run.parameters["reason"] == "drift"
-    assert len(open_registry(settings.registry, settings.storage).versions()) == 2
-    first, retrained = list_runs(store)
-    assert (first["tags"]["trigger"], retrained["tags"]["trigger"]) == ("new-data", "drift")
+    assert len(open_registry(settings.registry, settings.storage).versions()) == 3
+    first, second, retrained = list_runs(store)
+    assert [r["tags"]["trigger"] for r in (first, second, retrained)] == ["new-data", "new-data", "drift"]
     # The retrain on drift ran with deploy.drift_overrides: more of the newest events in training.
-    assert first["config"]["split"]["test_fraction"] == 0.2
+    assert second["config"]["split"]["test_fraction"] == 0.2
     assert retrained["config"]["split"]["test_fraction"] == 0.1
-    assert retrained["dataset"]["id"] == first["dataset"]["id"]
+    assert retrained["dataset"]["id"] == second["dataset"]["id"] != first["dataset"]["id"]
