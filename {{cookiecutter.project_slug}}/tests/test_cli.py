@@ -163,3 +163,54 @@ def test_simulate_shows_training_quarantine_and_drift_retrain(tmp_path: Path) ->
     assert by_batch["04-shifted.csv"][1][2].startswith("DRIFT")
     before_shift = [d for b in names[:-1] for w, _, d in by_batch[f"{b}.csv"] if w == "monitor"]
     assert len(before_shift) == 4 and not any(d.startswith("DRIFT") for d in before_shift)
+
+
+@pytest.mark.e2e
+def test_run_killed_during_training_leaves_no_partial_artifact_and_the_next_run_reuses_finished_steps(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL (the run and its temporary Prefect server) once training has saved a checkpoint."""
+    import hashlib
+    import signal
+    import time
+
+    from {{ cookiecutter.package_name }}.models import Recommender
+
+    store, checkpoints = tmp_path / "artifacts", tmp_path / "checkpoints"
+    args = [
+        "run", "--config", str(PROJECT_ROOT / "configs" / "default.yaml"), "--model", "bpr",
+        "--set", "data.synthetic.n_interactions=20000", "--set", "model.bpr.epochs=80",
+        "--set", "training.checkpoint_every=1", "--set", f"training.checkpoint_dir={checkpoints}",
+        "--set", f"storage.uri={store}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "COLUMNS": "200"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list(checkpoints.glob("*.safetensors")) and process.poll() is None:
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL  # killed mid-training, not finished
+
+    # Every visible object is whole: its bytes hash to its name. Temporary files are hidden (.tmp-*).
+    objects = [p for p in (store / "objects").rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert objects, "the steps before training stored nothing"
+    for path in objects:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name.split(".")[0], path
+    assert not (store / "runs").exists() or not list((store / "runs").rglob("manifest.json"))
+    for checkpoint in checkpoints.glob("*.safetensors"):  # whole checkpoints only, each loadable
+        assert Recommender.load(checkpoint).name == "bpr"
+
+    rerun = _cli(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stdout[-3_000:] + rerun.stderr[-3_000:]
+    assert "tasks: 3 ran, 3 cached (ingest, validate, split)" in rerun.stdout

@@ -77,6 +77,14 @@ def test_pipeline_runs_against_s3_by_configuration_alone(s3_endpoint: str, tmp_p
     )
     summary = pipeline(settings.resolved())
     assert all(a["uri"].startswith(f"s3://{BUCKET}/pipeline/objects/") for a in summary["artifacts"].values())
+    # The same data and config with a local store: the very same artifact ids (only the place differs).
+    local = settings.updated(
+        {"storage": {"uri": str(tmp_path / "local"), "endpoint_url": None}, "registry": {"url": None}}
+    )
+    local_summary = pipeline(local.resolved())
+    ids = {name: a["id"] for name, a in summary["artifacts"].items()}
+    assert ids == {name: a["id"] for name, a in local_summary["artifacts"].items()}
+    assert {"snapshot", "model", "metrics"} <= set(ids)
     assert summary["outputs"]["manifest"].startswith(f"s3://{BUCKET}/pipeline/runs/")
     stored = open_store(settings.storage).read_text(f"runs/{summary['run_id']}/manifest.json")
     assert KEY not in stored and SECRET not in stored  # credentials never reach the manifest
