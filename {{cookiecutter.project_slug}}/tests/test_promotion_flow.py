@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 
@@ -96,7 +97,12 @@ def test_manual_approval_pauses_until_a_person_answers(small_settings: Settings)
     from prefect.flow_runs import resume_flow_run
 
     resolved = small_settings.resolved()
-    resolved["promotion"] = {**resolved["promotion"], "manual_approval": True}
+    # A short timeout: should the answer never arrive, the paused flow ends instead of outliving the test.
+    resolved["promotion"] = {
+        **resolved["promotion"],
+        "manual_approval": True,
+        "approval_timeout_seconds": 120,
+    }
     name = f"approval-{uuid.uuid4().hex[:8]}"
     outcome: dict[str, Any] = {}
 
@@ -110,6 +116,7 @@ def test_manual_approval_pauses_until_a_person_answers(small_settings: Settings)
     assert registry.alias(CHAMPION) is None  # judged as promotable, but nothing moves before the answer
     resume_flow_run(flow_run_id, run_input={"approve": True, "reason": "checked the report"})
     worker.join(timeout=180)
+    assert not worker.is_alive(), "the flow did not resume after the answer"
     state = outcome["state"]
     assert state.is_completed(), state.message
     assert state.result()["promotion"]["promoted"]
@@ -121,6 +128,7 @@ def _wait_for_paused(name: str, timeout: float) -> Any:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, TaskRunFilter
     from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.input.run_input import keyset_from_paused_state
 
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
@@ -133,6 +141,14 @@ def _wait_for_paused(name: str, timeout: float) -> Any:
                 offset=0,
             )
             if runs and runs[0].state is not None and runs[0].state.is_paused():
-                return runs[0].id
+                # The flow saves its input form just after it pauses; an answer sent before that is dropped
+                # by the server (no schema to check it against), so wait for the form too.
+                keyset = keyset_from_paused_state(runs[0].state)
+                try:
+                    client.read_flow_run_input(runs[0].id, keyset["schema"])
+                    return runs[0].id
+                except httpx.HTTPStatusError as exc:  # 404 until the form is saved
+                    if exc.response.status_code != 404:
+                        raise
             time.sleep(0.5)
     raise AssertionError(f"flow run {name} did not pause within {timeout}s")
