@@ -101,6 +101,7 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
 
     Yields the API URL; stops what it started, the serving process first. Their output goes to `log_dir`.
     """
+    from prefect.events.worker import EventsWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     processes: list[subprocess.Popen[bytes]] = []
@@ -143,8 +144,13 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
             )
         )
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            _wait_served(timeout=120, server=processes[-1])
-            yield url
+            try:
+                _wait_served(timeout=120, server=processes[-1])
+                yield url
+            finally:
+                # Deliver the events this process emitted while the server still runs, and retire the
+                # process-wide events worker bound to it: a later one must not send to a server gone.
+                EventsWorker.drain_all(timeout=30, at_exit=False)
     finally:
         for process in reversed(processes):
             _stop(process)
