@@ -138,6 +138,7 @@ def test_simulate_shows_training_quarantine_and_drift_retrain(tmp_path: Path) ->
         "--config", str(PROJECT_ROOT / "configs" / "default.yaml"),
         "--set", "model.name=ease", "--set", "data.synthetic.n_users=1000",
         "--set", "data.synthetic.n_items=500", "--set", "data.synthetic.n_interactions=25000",
+        "--set", f"storage.uri={tmp_path / 'artifacts'}",
         cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4_000:] + result.stderr[-4_000:]
