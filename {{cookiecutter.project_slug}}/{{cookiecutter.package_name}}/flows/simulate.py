@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -105,13 +106,14 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     processes: list[subprocess.Popen[bytes]] = []
+    scratch = Path(tempfile.mkdtemp(prefix="simulate-"))  # the temporary server's home and the config file
     url = PREFECT_API_URL.value()
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
     try:
         if not url:
             port = _free_port()
             url = f"http://127.0.0.1:{port}/api"
-            home = Path(tempfile.mkdtemp(prefix="prefect-home-"))
+            home = scratch / "prefect-home"
             log(f"starting a temporary Prefect server on {url.removesuffix('/api')} (UI)")
             processes.append(
                 _spawn(
@@ -132,12 +134,12 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
                 )
             )
             _wait_healthy(url, timeout=120)
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-            yaml.safe_dump(settings.resolved(), fh)  # what the served runs use (secrets stay in the env)
+        config = scratch / "config.yaml"  # what the served runs use (secrets stay in the environment)
+        config.write_text(yaml.safe_dump(settings.resolved()))
         log("serving the deployments")
         processes.append(
             _spawn(
-                [sys.executable, "-m", PACKAGE, "serve", "--config", fh.name],
+                [sys.executable, "-m", PACKAGE, "serve", "--config", str(config)],
                 {**env, "PREFECT_API_URL": url},
                 project_dir,
                 log_dir / "serve.log",
@@ -154,6 +156,7 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
     finally:
         for process in reversed(processes):
             _stop(process)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _registry_state(settings: Settings) -> dict[str, Any]:
