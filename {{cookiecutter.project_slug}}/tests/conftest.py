@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
 import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,3 +58,42 @@ def prefect_server():
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server on 127.0.0.1 for the session, started by the project's deployments/postgres-local.sh.
+
+    Yields its base URL, postgresql://user:password@127.0.0.1:port. Where PostgreSQL is not installed and
+    cannot be, the tests that need it skip, unless REQUIRE_POSTGRES=1 (CI), where they fail instead.
+    """
+    script = PROJECT_ROOT / "deployments" / "postgres-local.sh"
+    scratch = tempfile.mkdtemp(prefix="postgres-")  # not under tmp_path: the server's user must reach it
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = subprocess.run(
+        ["bash", str(script), "start", scratch, str(port)], capture_output=True, text=True, timeout=600
+    )
+    try:
+        if started.returncode == 3 and os.environ.get("REQUIRE_POSTGRES") != "1":
+            pytest.skip(f"no PostgreSQL here: {started.stderr.strip()}")
+        assert started.returncode == 0, f"PostgreSQL did not start:\n{started.stdout}{started.stderr}"
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", str(script), "stop", scratch], capture_output=True, timeout=120)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_database(postgres: str) -> Callable[[str], str]:
+    """Make a new, empty database on the session's server; returns its URL for the given SQLAlchemy driver."""
+    import psycopg
+
+    def create(driver: str = "psycopg") -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(f"{postgres}/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"{postgres.replace('postgresql://', f'postgresql+{driver}://', 1)}/{name}"
+
+    return create

@@ -1,4 +1,5 @@
-"""The registry on SQLite: versions, transactional alias moves, rollback, history, and parallel promotions."""
+"""The registry: versions, transactional alias moves, rollback, history (SQLite), and parallel promotions and
+schema creation from several processes, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -107,6 +108,14 @@ def test_default_url_is_a_sqlite_file_at_the_local_store_root(tmp_path: Path) ->
     assert "s3cret" not in str(given.model_dump())
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new registry database several processes can share: a SQLite file, or a database on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    return request.getfixturevalue("postgres_database")()
+
+
 def _contender(url: str, worker: int, rounds: int, barrier: Any, results: Any) -> None:
     """One process of the parallel test: each round, register a model and promote it over what it read."""
     registry = Registry(url)
@@ -123,9 +132,9 @@ def _contender(url: str, worker: int, rounds: int, barrier: Any, results: Any) -
         barrier.wait()
 
 
-def test_parallel_promotions_leave_one_champion_and_a_consistent_history(tmp_path: Path) -> None:
+def test_parallel_promotions_leave_one_champion_and_a_consistent_history(shared_url: str) -> None:
     """Two processes promote at the same moment, 20 rounds: exactly one wins each round, no lost update."""
-    url, rounds = f"sqlite:///{tmp_path / 'registry.sqlite'}", 20
+    url, rounds = shared_url, 20
     Registry(url)  # the schema exists before the race starts (creating it concurrently is tested below)
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
@@ -153,8 +162,8 @@ def _open(url: str, results: Any) -> None:
     results.put("ok")
 
 
-def test_opening_a_new_registry_from_several_processes_at_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+def test_opening_a_new_registry_from_several_processes_at_once(shared_url: str) -> None:
+    url = shared_url
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     workers = [context.Process(target=_open, args=(url, results)) for _ in range(4)]

@@ -191,6 +191,24 @@ class RegistryConfig(_Section):
     # Excluded from dumps like the storage credentials; inserted into `url` when it has no password.
     password: SecretStr | None = Field(None, exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _password_out_of_url(cls, values: Any) -> Any:
+        """A password written into the URL moves to `password`, so manifests and reports never show it."""
+        if not isinstance(values, Mapping) or not values.get("url"):
+            return values
+        from sqlalchemy.engine import make_url
+
+        url = make_url(str(values["url"]))
+        if url.password is None:
+            return values
+        return {
+            **values,
+            # URL is a named tuple; `set(password=None)` would mean "unchanged".
+            "url": url._replace(password=None).render_as_string(hide_password=False),
+            "password": values.get("password") or url.password,
+        }
+
 
 class PromotionConfig(_Section):
     """When a newly trained model may replace the champion (evaluated after each pipeline run)."""

@@ -39,7 +39,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from ..settings import RegistryConfig, StorageConfig
 
@@ -432,7 +432,9 @@ def _create_schema(engine: Engine) -> None:
                 if conn.execute(select(_lock.c.id)).first() is None:
                     conn.execute(insert(_lock).values(id=1, moves=0))
             return
-        except (IntegrityError, OperationalError):  # another process created it in between
+        # Another process created a table or the lock row in between (PostgreSQL reports a table created
+        # under it as ProgrammingError, SQLite as OperationalError).
+        except (IntegrityError, OperationalError, ProgrammingError):
             continue
     _metadata.create_all(engine, checkfirst=True)
 
