@@ -62,7 +62,7 @@ def prefect_server():
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
-    """A PostgreSQL server on 127.0.0.1 for the session, started by the project's deployments/postgres-local.sh.
+    """A PostgreSQL server on 127.0.0.1 for the session, started by deployments/postgres-local.sh.
 
     Yields its base URL, postgresql://user:password@127.0.0.1:port. Where PostgreSQL is not installed and
     cannot be, the tests that need it skip, unless REQUIRE_POSTGRES=1 (CI), where they fail instead.
