@@ -644,6 +644,55 @@ class _Announced:
         self.path.write_text(json.dumps(sorted(self.keys)))
 
 
+@app.command()
+def sweep(
+    config: ConfigOption = None,
+    dask_address: Annotated[
+        str | None, typer.Option(help="A running Dask scheduler (tcp://host:8786); default: a local cluster.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes of the local cluster.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Train and evaluate every setting of `sweep.grid` on one split, in parallel on Dask; the best becomes
+    the challenger."""
+    overrides = _cli_overrides(pairs=set_ or [])
+    sweep_options = {k: v for k, v in {"dask_address": dask_address, "workers": workers}.items() if v}
+    settings = _load(config, deep_merge(overrides, {"sweep": sweep_options}))
+    _quiet_defaults()
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+
+    from .flows.sweep import run_sweep
+    from .sweeps import trials
+
+    where = settings.sweep.dask_address or f"a local Dask cluster of {settings.sweep.workers} workers"
+    try:
+        count = len(trials(settings.sweep.grid, settings.model))
+    except ValueError as exc:  # an unknown parameter or a value out of range, before anything runs
+        _fail(str(exc), code=2)
+    console.print(f"[bold]{PACKAGE}[/] sweep: {count} trials on {where}")
+    updates = {}
+    if "://" not in settings.storage.uri:
+        updates[PREFECT_RESULTS_LOCAL_STORAGE_PATH] = Path(settings.storage.uri).resolve() / "prefect-results"
+    with temporary_settings(updates=updates):
+        state = run_sweep(settings)
+    if not state.is_completed():
+        _fail(f"sweep {state.name}: {_state_message(state)}", code=1)
+    summary = state.result()
+    table = Table(title=f"sweep on snapshot {summary['snapshot'][:12]}, best by {summary['metric']}")
+    for column in summary["table"][0]:
+        table.add_column(column)
+    for row in summary["table"]:
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table)
+    if "challenger" in summary:
+        held = summary["challenger"]
+        console.print(
+            f"challenger: version {held['version']} ({summary['trials'][summary['best']]['label']}), "
+            f"{summary['metric']} {held['metrics'][summary['metric']]:.4f}; "
+            f"`{PACKAGE} models promote {held['version']} --reason ...` makes it the champion"
+        )
+
+
 @app.command("config")
 def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the resolved settings as JSON, with their fingerprint."""

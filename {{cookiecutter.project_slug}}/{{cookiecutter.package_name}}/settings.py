@@ -267,6 +267,35 @@ class DeployConfig(_Section):
     )
 
 
+class SweepTrials(_Section):
+    """One model of a sweep and the values to try for its parameters (every combination is a trial)."""
+
+    model: Literal["popularity", "itemknn", "ease", "bpr", "ials"]
+    params: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class SweepConfig(_Section):
+    """`sweep`: trials over models and hyper-parameters on one split, in parallel on a Dask cluster."""
+
+    # A list, not a mapping: an experiment file that sets `grid` replaces the whole grid (mappings from
+    # several config files are merged key by key, so a default model could never be dropped).
+    grid: list[SweepTrials] = Field(
+        default_factory=lambda: [
+            SweepTrials(model="ease", params={"l2": [100.0, 250.0, 500.0]}),
+            SweepTrials(model="ials", params={"factors": [32, 64], "regularization": [30.0, 60.0]}),
+            SweepTrials(model="itemknn", params={"neighbours": [50, 100]}),
+        ],
+        min_length=1,
+        description="Models and parameter values; each combination is a trial, laid over `model`.",
+    )
+    dask_address: str | None = Field(
+        None, description="A running Dask scheduler (tcp://host:8786); null: a local cluster for the sweep."
+    )
+    workers: int = Field(2, gt=0, description="Worker processes of the local cluster.")
+    threads_per_worker: int = Field(1, gt=0, description="Task threads and torch threads per worker.")
+    register_best: bool = Field(True, description="Register the best trial's model as the challenger.")
+
+
 class StorageConfig(_Section):
     uri: str = Field("artifacts", description="Local directory or s3://bucket/prefix of the artifact store.")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None means AWS.")
@@ -295,6 +324,7 @@ class Settings(BaseSettings):
     monitor: MonitorConfig = MonitorConfig()
     deploy: DeployConfig = DeployConfig()
     ingest: IngestConfig = IngestConfig()
+    sweep: SweepConfig = SweepConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -314,11 +344,11 @@ class Settings(BaseSettings):
 
     def fingerprint(self) -> str:
         """sha256 of the resolved config minus where things live and what happens around training (storage,
-        landing, registry, promotion, monitoring, deployments, progress and checkpoints): the experiment,
-        wherever it runs."""
+        landing, registry, promotion, monitoring, deployments, sweeps, progress and checkpoints): the
+        experiment, wherever it runs."""
         payload = self.model_dump(
             mode="json",
-            exclude={"storage", "ingest", "training", "registry", "promotion", "monitor", "deploy"},
+            exclude={"storage", "ingest", "training", "registry", "promotion", "monitor", "deploy", "sweep"},
         )
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
