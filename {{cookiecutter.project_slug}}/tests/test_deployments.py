@@ -4,6 +4,9 @@ running a retrain. `served` stops both processes at the end."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -75,6 +78,32 @@ def test_prefect_yaml_declares_the_same_deployments() -> None:
     for d in declared:
         module, _, function = d["entrypoint"].partition(":")
         assert (PROJECT_ROOT / module).is_file() and function, d["entrypoint"]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_prefect_deploy_registers_every_deployment_with_a_real_server(tmp_path: Path) -> None:
+    """The documented team path: create the work pool, then `prefect deploy --all` from the project root."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    pool = [sys.executable, "deployments/work_pool.py", "local-process"]
+    deploy = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
+    deploy += ["--prefect-file", "deployments/prefect.yaml"]
+    for command in (pool, deploy):
+        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    with get_client(sync_client=True) as client:
+        found = {}
+        for name in ("retrain/nightly", "monitor/hourly", "ingest-and-train/on-new-data", "retrain/on-drift"):
+            found[name] = client.read_deployment_by_name(name)
+        working_dir = client.read_work_pool("local-process").base_job_template["variables"]["properties"]
+    assert {d.work_pool_name for d in found.values()} == {"local-process"}
+    defaults = load_settings([DEFAULT]).deploy
+    assert found["retrain/nightly"].schedules[0].schedule.cron == defaults.pipeline_cron
+    assert found["monitor/hourly"].schedules[0].schedule.cron == defaults.monitor_cron
+    assert working_dir["working_dir"]["default"] == "."
 
 
 @pytest.mark.e2e
