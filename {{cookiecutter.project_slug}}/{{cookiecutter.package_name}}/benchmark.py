@@ -11,7 +11,6 @@ each model compared with the first one named by a paired bootstrap test on NDCG@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -21,6 +20,7 @@ import polars as pl
 
 from .data.split import split
 from .evaluation import Evaluation, bootstrap_intervals, evaluate, paired_test
+from .resources import PeakMemory
 from .settings import ModelConfig, SplitConfig
 from .training import train
 
@@ -44,7 +44,7 @@ def run_benchmark(
     evaluations: dict[str, Evaluation] = {}
     for name in models:
         cfg = model_config.model_copy(update={"name": name})
-        with _PeakMemory() as memory:
+        with PeakMemory() as memory:
             started = time.perf_counter()
             model = train(cfg, parts.train, seed)
             fitted = time.perf_counter()
@@ -82,34 +82,6 @@ def run_benchmark(
         "models": results,
         "paired_vs_" + baseline: comparisons,
     }
-
-
-class _PeakMemory:
-    """Peak resident memory above the starting level while the block runs (sampled every 10 ms)."""
-
-    def __enter__(self) -> _PeakMemory:
-        import psutil
-
-        self._process = psutil.Process()
-        self._start = self._process.memory_info().rss
-        self._peak = self._start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.01):
-            self._peak = max(self._peak, self._process.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._process.memory_info().rss)
-
-    @property
-    def peak_mb(self) -> float:
-        return (self._peak - self._start) / 2**20
 
 
 def plot(results: dict[str, Any], prefix: str) -> list[str]:

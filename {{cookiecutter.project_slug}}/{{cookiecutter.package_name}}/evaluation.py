@@ -29,7 +29,7 @@ models on the same users with a paired bootstrap of the per-user differences.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from .models import Recommender, Vocabulary
 from .models.base import top_k
 
 PER_USER = ("ndcg", "recall", "hitrate", "precision", "map", "mrr", "novelty")
+_RESAMPLE_CELLS = 1 << 24  # bootstrap counts held at once (128 MB of float64)
 
 
 @dataclass(frozen=True)
@@ -108,17 +109,31 @@ def bootstrap_intervals(
     evaluation: Evaluation, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals over users for every metric of `evaluation` (same seed, same bounds)."""
-    weights = _resample_weights(evaluation.per_user.height, n_resamples, seed)
+    n = evaluation.per_user.height
+    metrics = [name for name in evaluation.per_user.columns if "@" in name]
+    coverages = [name for name in evaluation.summary if name.startswith("coverage@")]
+    values = {name: evaluation.per_user.get_column(name).to_numpy() for name in metrics}
+    covered = {
+        name: _covered_by(evaluation.top_items[:, : int(name.split("@")[1])], evaluation.n_items)
+        for name in coverages
+    }
+    means: dict[str, list[np.ndarray]] = {name: [] for name in metrics + coverages}
+    # The same resamples for every metric, drawn block by block so that memory stays bounded with many users.
+    for weights in _resample_weights(n, n_resamples, seed):
+        for name in metrics:
+            means[name].append(weights @ values[name] / n)
+        for name in coverages:
+            # Item i is covered in a resample when some drawn user (weight > 0) was recommended it: a sparse
+            # (items x users) product counts those draws exactly, with no users x items matrix.
+            drawn = torch.sparse.mm(covered[name], torch.from_numpy(weights).T) > 0
+            means[name].append(drawn.to(torch.float64).mean(0).numpy())
     tail = (1 - level) / 2 * 100
     out = {}
-    for name in evaluation.per_user.columns:
-        if "@" in name:
-            means = weights @ evaluation.per_user.get_column(name).to_numpy() / evaluation.per_user.height
-            out[name] = (float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail)))
-    for name in (n for n in evaluation.summary if n.startswith("coverage@")):
-        k = int(name.split("@")[1])
-        covered = _covered_matrix(evaluation.top_items[:, :k], evaluation.n_items)
-        shares = ((torch.from_numpy(weights) @ covered) > 0).to(torch.float64).mean(1).numpy()
+    for name in metrics:
+        resampled = np.concatenate(means[name])
+        out[name] = (float(np.percentile(resampled, tail)), float(np.percentile(resampled, 100 - tail)))
+    for name in coverages:
+        shares = np.concatenate(means[name])
         # A resample repeats some users and drops others, so its union of items is smaller on average: shift
         # the percentiles by that bias (the observed value minus the resampled mean).
         bias = evaluation.summary[name] - float(shares.mean())
@@ -153,7 +168,9 @@ def paired_test(
     if joined.height == 0:
         raise ValueError(f"no user was evaluated by both models on {metric}")
     diff = (joined.get_column("a") - joined.get_column("b")).to_numpy()
-    means = _resample_weights(joined.height, n_resamples, seed) @ diff / joined.height
+    means = np.concatenate(
+        [w @ diff / joined.height for w in _resample_weights(joined.height, n_resamples, seed)]
+    )
     observed = float(diff.mean())
     tail = (1 - level) / 2 * 100
     other_side = np.mean(means <= 0) if observed > 0 else np.mean(means >= 0)
@@ -168,18 +185,27 @@ def paired_test(
     )
 
 
-def _resample_weights(n: int, n_resamples: int, seed: int) -> np.ndarray:
-    """(n_resamples, n) counts of each user in each bootstrap resample."""
+def _resample_weights(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Blocks of rows of the (n_resamples, n) counts of each user in each bootstrap resample.
+
+    One generator draws the blocks in turn, so they are the rows of a single draw of all resamples. Up to
+    `_RESAMPLE_CELLS` counts that is one block (a product with it is then bit for bit the unblocked one);
+    200k users x 1,000 resamples would otherwise be 1.6 GB at once.
+    """
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+    rows = max(1, _RESAMPLE_CELLS // max(n, 1))
+    for start in range(0, n_resamples, rows):
+        size = min(rows, n_resamples - start)
+        yield rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
 
 
-def _covered_matrix(top_items: np.ndarray, n_items: int) -> torch.Tensor:
-    """(users, items) 0/1 matrix of which items each user was recommended."""
-    covered = torch.zeros(top_items.shape[0], n_items, dtype=torch.float64)
-    rows, cols = np.nonzero(top_items >= 0)
-    covered[torch.from_numpy(rows), torch.from_numpy(top_items[rows, cols])] = 1.0
-    return covered
+def _covered_by(top_items: np.ndarray, n_items: int) -> torch.Tensor:
+    """Sparse (items, users) 0/1 matrix of which users were recommended each item."""
+    users, slots = np.nonzero(top_items >= 0)
+    indices = torch.from_numpy(np.stack([top_items[users, slots], users]))
+    values = torch.ones(users.size, dtype=torch.float64)
+    shape = (n_items, top_items.shape[0])
+    return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
 
 
 def _coverage(top_items: np.ndarray, n_items: int) -> float:
@@ -219,8 +245,13 @@ def _batch_metrics(
     relevant[_list_coordinates(chunk.get_column("known_items"))] = True
 
     known = users >= 0  # always, unless judged as served: then an unknown user gets an empty list
-    scores = torch.full((users.numel(), model.n_items), float("-inf"))
-    scores[known] = model.exclude_seen(model.score(users[known]), users[known])
+    if bool(known.all()):
+        # The usual case, without a second (batch x items) tensor and a masked copy into it: at 50k items
+        # those cost a third of the ranking time.
+        scores = model.exclude_seen(model.score(users), users)
+    else:
+        scores = torch.full((users.numel(), model.n_items), float("-inf"))
+        scores[known] = model.exclude_seen(model.score(users[known]), users[known])
     if "history" in chunk.columns:
         scores[_list_coordinates(chunk.get_column("history"))] = float("-inf")
     top_values, top_indices = top_k(scores, max(ks))  # ties in item-index order, whatever the torch build

@@ -48,14 +48,21 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"| {name} | `{a['id'][:12]}` | {a['task']} | {', '.join(a['parents'])} |"
         for name, a in summary["artifacts"].items()
     ]
-    lines += ["", "## Tasks", "", "| task | state | seconds |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {t['state']} | {t['seconds']:.2f} |" for name, t in summary["tasks"].items()]
+    lines += ["", "## Tasks", "", "| task | state | seconds | peak RSS MB |", "| --- | --- | --- | --- |"]
+    lines += [
+        f"| {name} | {t['state']} | {t['seconds']:.2f} | {_megabytes(t.get('peak_rss_mb'))} |"
+        for name, t in summary["tasks"].items()
+    ]
     return "\n".join(lines) + "\n"
 
 
 def metric_items(metrics: dict[str, float]) -> list[tuple[str, float]]:
     """Ranking metrics only (names with '@'), in a stable order."""
     return sorted((name, float(value)) for name, value in metrics.items() if "@" in name)
+
+
+def _megabytes(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"  # manifests written before memory was recorded lack it
 
 
 def _interval(bounds: list[float] | None) -> str:

@@ -6,6 +6,8 @@ code, with results persisted, so a rerun on unchanged data and config skips ever
 The record task writes the run manifest, the report and the Prefect UI artifacts. Then (unless
 `promotion.enabled` is off) the model is registered and judged for promotion, see `flows/promotion.py`: that
 step reads the registry, so it is never cached and is not part of what `reproduce` checks.
+Each task's wall time and peak resident memory go into the manifest's `tasks`; those of record and promotion,
+which end after the manifest is written, into the returned summary's `after_manifest`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..data import sources
 from ..data.split import split
 from ..evaluation import bootstrap_intervals, evaluate
 from ..models.base import Recommender
+from ..resources import PeakMemory
 from ..settings import (
     PACKAGE,
     DataConfig,
@@ -224,22 +227,45 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         "metrics_per_user": artifact_entry(per_user, "evaluate", ["model", "train", "test"]),
         "metric_intervals": artifact_entry(intervals, "evaluate", ["model", "train", "test"]),
     }
-    summary = record_task(settings, artifacts, inputs, tasks, gate["summary"], started_at)
+    # Record and promotion run after the manifest is written, so their cost is in the return value only.
+    after: dict[str, dict[str, float]] = {}
+    summary = _measured(
+        after, "record", record_task, settings, artifacts, inputs, tasks, gate["summary"], started_at
+    )
     if settings.promotion.enabled:
-        summary["promotion"] = promote_model(settings, summary)
+        summary["promotion"] = _measured(after, "promotion", promote_model, settings, summary)
+    summary["after_manifest"] = after
     return summary
 
 
 def _timed(tasks: dict[str, dict[str, Any]], task_fn: Any, *args: Any) -> Any:
-    """Call a task; note its parameters, final state (Completed or Cached) and wall time for the manifest."""
+    """Call a task; note its parameters, final state (Completed or Cached), wall time and peak memory.
+
+    Tasks run in this process, so `peak_rss_mb` is the process's largest resident size while the task ran:
+    what a machine needs to run that step here (it includes what earlier steps left allocated).
+    """
     started = time.perf_counter()
-    state = task_fn(*args, return_state=True)
+    with PeakMemory() as memory:
+        state = task_fn(*args, return_state=True)
     result = state.result()  # re-raises the task's error, which fails the flow
     names = inspect.signature(task_fn.fn).parameters
     tasks[task_fn.name] = {
         "state": state.name,
         "seconds": round(time.perf_counter() - started, 3),
+        "peak_rss_mb": round(memory.peak_rss_mb, 1),
         "parameters": {name: _plain(value) for name, value in zip(names, args, strict=False)},
+    }
+    return result
+
+
+def _measured(into: dict[str, dict[str, float]], name: str, step: Any, *args: Any) -> Any:
+    """Call `step`, noting its wall time and peak memory (as `_timed` does) under `name`."""
+    started = time.perf_counter()
+    with PeakMemory() as memory:
+        result = step(*args)
+    into[name] = {
+        "seconds": round(time.perf_counter() - started, 3),
+        "peak_rss_mb": round(memory.peak_rss_mb, 1),
     }
     return result
 

@@ -1,0 +1,157 @@
+"""How the pipeline's time and memory grow with the data: 100k, 1M and 10M synthetic interactions.
+
+    python benchmarks/scale.py [--sizes 100k,1m,10m] [--epochs N] [--json results.json]
+
+Each size runs the whole pipeline (ingest, validate, split, train, evaluate, record, then registration and
+the promotion judge, as `{{ cookiecutter.package_name }} run` does) in a fresh process with its own artifact store in a
+temporary folder, on configs/experiments/scale-10m.yaml with the synthetic shape scaled down: n interactions,
+n / 50 users and max(n / 200, 1,000) items (100k is the default dataset; 10m is 200k users x 50k items).
+Prints a Markdown table: per step, wall seconds and the process's peak resident memory (MB) while the step
+ran, then the process's start-up and Prefect overhead, the total wall time and the process's overall peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [ROOT / "configs" / "default.yaml", ROOT / "configs" / "experiments" / "scale-10m.yaml"]
+STEPS = ("inspect-inputs", "ingest", "validate", "split", "train", "evaluate", "record", "promotion")
+
+
+def shape(size: str) -> dict[str, int]:
+    """`100k`, `1m`, `2.5m` or a plain number -> the synthetic data section for that many interactions."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([km]?)", size.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"size {size!r} is not like 100k, 1m or 10m")
+    n = int(float(match[1]) * {"": 1, "k": 1_000, "m": 1_000_000}[match[2]])
+    return {"n_interactions": n, "n_users": max(n // 50, 1), "n_items": max(n // 200, 1_000)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100k,1m,10m", help="Comma-separated sizes, e.g. 100k,1m,10m")
+    parser.add_argument("--epochs", type=int, help="BPR epochs (default: the scale config's)")
+    parser.add_argument("--json", type=Path, help="Also write the measurements here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one size in this process
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _run_one(args.child, args.epochs, args.out)
+        return
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    for size in sizes:
+        shape(size)  # refuse a bad size before minutes of work
+    results = {}
+    for size in sizes:
+        results[size] = _measure(size, args.epochs)
+        print(f"{size}: {_describe(results[size])}", flush=True)
+    print()
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def _measure(size: str, epochs: int | None) -> dict[str, Any]:
+    """Run one size in a fresh interpreter (nothing cached, nothing allocated by an earlier size)."""
+    with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--child", size, "--out", str(out)]
+        if epochs is not None:
+            command += ["--epochs", str(epochs)]
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            sys.stderr.write(done.stdout[-5_000:] + done.stderr[-5_000:])
+            raise SystemExit(f"the {size} run failed (exit {done.returncode})")
+        return {**json.loads(out.read_text()), "wall_seconds": round(wall, 2)}
+
+
+def _run_one(size: str, epochs: int | None, out: Path) -> None:
+    """The child: the pipeline as `run` starts it, with its store beside `out`; measurements into `out`."""
+    import resource
+
+    from {{ cookiecutter.package_name }}.cli import _run_pipeline  # the same in-process run (and Prefect set-up) as `run`
+    from {{ cookiecutter.package_name }}.settings import load_settings
+
+    overrides: dict[str, Any] = {
+        "data": {"synthetic": shape(size)},
+        "storage": {"uri": str(out.parent / "artifacts")},
+        "tags": {"benchmark": f"scale-{size}"},
+    }
+    if epochs is not None:
+        overrides["model"] = {"bpr": {"epochs": epochs}}
+    state = _run_pipeline(load_settings(CONFIGS, overrides))
+    summary = state.result()  # raises the flow's error
+    steps = {name: {k: t[k] for k in ("seconds", "peak_rss_mb")} for name, t in summary["tasks"].items()}
+    steps |= summary["after_manifest"]
+    promotion = summary.get("promotion") or {}
+    result = {
+        "interactions": summary["dataset"]["rows"],
+        "users": summary["dataset"]["users"],
+        "items": summary["dataset"]["items"],
+        "model": summary["model"],
+        "ndcg@10": summary["metrics"]["ndcg@10"],
+        "promoted": promotion.get("promoted"),
+        "reference_ndcg@10": promotion.get("decision", {}).get("comparison", {}).get("mean_b"),
+        "steps": steps,
+        # The kernel's high-water mark (KB on Linux) for the whole process, start-up and Prefect included;
+        # psutil's samples during a step can read a little above it (they count pages a bit differently).
+        "process_peak_rss_mb": round(
+            max(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                *(s["peak_rss_mb"] for s in steps.values()),
+            ),
+            1,
+        ),
+    }
+    out.write_text(json.dumps(result))
+
+
+def _describe(r: dict[str, Any]) -> str:
+    reference = r["reference_ndcg@10"]
+    versus = f" vs {reference:.4f} for the reference" if reference is not None else ""
+    return (
+        f"{r['interactions']:,} interactions, {r['users']:,} users, {r['items']:,} items; {r['model']} "
+        f"NDCG@10 {r['ndcg@10']:.4f}{versus}; promoted: {r['promoted']}; {r['wall_seconds']:.0f} s"
+    )
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown: one row per step, `seconds` and `peak MB` columns per size."""
+    sizes = list(results)
+    header = "| step | " + " | ".join(f"{s} s | {s} peak MB" for s in sizes) + " |"
+    lines = [header, "|---|" + "---:|---:|" * len(sizes)]
+    for step in STEPS:
+        cells = []
+        for size in sizes:
+            measured = results[size]["steps"].get(step)
+            cells += (
+                [f"{measured['seconds']:.1f}", f"{measured['peak_rss_mb']:,.0f}"] if measured else ["", ""]
+            )
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    overhead = [
+        f"{r['wall_seconds'] - sum(m['seconds'] for m in r['steps'].values()):.1f}" for r in results.values()
+    ]
+    lines.append("| start-up, Prefect, other | " + " | ".join(f"{o} | " for o in overhead) + " |")
+    lines.append(
+        "| **total** | "
+        + " | ".join(
+            f"**{r['wall_seconds']:.1f}** | **{r['process_peak_rss_mb']:,.0f}**" for r in results.values()
+        )
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
