@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prefect.events.worker import EventsWorker
 
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, Registry
 from {{ cookiecutter.package_name }}.flows.pipeline import pipeline
@@ -21,7 +23,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def prefect_on_postgres(postgres_database: Callable[[str], str], tmp_path: Path) -> Iterator[str]:
     """A Prefect server on 127.0.0.1 whose database is a new PostgreSQL database; yields the database URL."""
-    from prefect.events.worker import EventsWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     database = postgres_database("asyncpg")
@@ -38,6 +39,9 @@ def prefect_on_postgres(postgres_database: Callable[[str], str], tmp_path: Path)
     server = _spawn(command, env, PROJECT_ROOT, tmp_path / "prefect-server.log")
     try:
         _wait_healthy(url, timeout=120)
+        # The process-wide events worker is bound to the server it first sent to (an earlier test's): retire
+        # it, so task-run events (how Prefect records task runs) go to this server.
+        EventsWorker.drain_all(timeout=30, at_exit=False)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             try:
                 yield database
@@ -77,25 +81,33 @@ def test_pipeline_runs_on_a_postgresql_prefect_server_and_registry(
     summary = state.result()
     assert summary["promotion"]["promoted"] is True
 
-    # Prefect kept the run, its tasks and its artifacts in PostgreSQL.
+    # Prefect kept the run, its tasks and its artifacts in PostgreSQL. Task runs arrive as events, which the
+    # server writes shortly after: deliver this process's, then give the server a moment.
+    EventsWorker.drain_all(timeout=30, at_exit=False)
+    expected = {"ingest", "validate", "split", "train", "evaluate", "record", "register", "judge"}
     prefect_db = prefect_on_postgres.replace("postgresql+asyncpg://", "postgresql://", 1)
-    with psycopg.connect(prefect_db) as conn:
+    deadline = time.monotonic() + 60
+    with psycopg.connect(prefect_db, autocommit=True) as conn:
+        while True:
+            task_names = {
+                row[0].rsplit("-", 1)[0]
+                for row in conn.execute(
+                    "select name from task_run where flow_run_id = %s and state_type = 'COMPLETED'",
+                    (summary["run_id"],),
+                )
+            }
+            if expected <= task_names or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         (flow_state,) = conn.execute(
             "select state_type from flow_run where id = %s", (summary["run_id"],)
         ).fetchone()
-        task_names = {
-            row[0].rsplit("-", 1)[0]
-            for row in conn.execute(
-                "select name from task_run where flow_run_id = %s and state_type = 'COMPLETED'",
-                (summary["run_id"],),
-            )
-        }
         keys = {
             row[0]
             for row in conn.execute("select key from artifact where flow_run_id = %s", (summary["run_id"],))
         }
     assert flow_state == "COMPLETED"
-    assert {"ingest", "validate", "split", "train", "evaluate", "record", "register", "judge"} <= task_names
+    assert expected <= task_names
     assert any(key and key.endswith("-report") for key in keys)
 
     # The registry is the PostgreSQL database: the run's model is the champion there, with its decision.
