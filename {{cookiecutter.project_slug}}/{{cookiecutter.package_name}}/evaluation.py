@@ -29,6 +29,7 @@ models on the same users with a paired bootstrap of the per-user differences.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,7 +126,7 @@ def bootstrap_intervals(
         for name in coverages:
             # Item i is covered in a resample when some drawn user (weight > 0) was recommended it: a sparse
             # (items x users) product counts those draws exactly, with no users x items matrix.
-            drawn = torch.sparse.mm(covered[name], torch.from_numpy(weights).T) > 0
+            drawn = (covered[name] @ torch.from_numpy(weights.T.copy())) > 0
             means[name].append(drawn.to(torch.float64).mean(0).numpy())
     tail = (1 - level) / 2 * 100
     out = {}
@@ -200,12 +201,16 @@ def _resample_weights(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarra
 
 
 def _covered_by(top_items: np.ndarray, n_items: int) -> torch.Tensor:
-    """Sparse (items, users) 0/1 matrix of which users were recommended each item."""
+    """Sparse (items, users) 0/1 matrix of which users were recommended each item (CSR: products with it run
+    about twice as fast as with the COO form)."""
     users, slots = np.nonzero(top_items >= 0)
     indices = torch.from_numpy(np.stack([top_items[users, slots], users]))
     values = torch.ones(users.size, dtype=torch.float64)
     shape = (n_items, top_items.shape[0])
-    return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
+    coo = torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
+    with warnings.catch_warnings():  # torch flags CSR as beta on every build; the product used here is exact
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+        return coo.to_sparse_csr()
 
 
 def _coverage(top_items: np.ndarray, n_items: int) -> float:
