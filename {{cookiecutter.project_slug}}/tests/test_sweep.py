@@ -134,3 +134,34 @@ def test_sweep_runs_trials_in_parallel_on_dask_and_registers_the_best_as_challen
             offset=0,
         )
     assert tables and "ease l2=10.0" in str(tables[0].data)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_sweep_runs_on_a_dask_scheduler_given_by_address(tmp_path: Path) -> None:
+    """`sweep.dask_address`: the trials go to that cluster's workers (here one started by the test)."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        worker_pids = set(client.run(os.getpid).values())
+        settings = load_settings(
+            [DEFAULT],
+            {
+                "data": {"synthetic": {"n_users": 300, "n_items": 200, "n_interactions": 6_000}},
+                "storage": {"uri": str(tmp_path / "artifacts")},
+                "sweep": {
+                    "grid": GRID[1:],
+                    "dask_address": cluster.scheduler_address,
+                    "register_best": False,
+                },
+            },
+        )
+        state = run_sweep(settings)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    ran_on = {int(t["worker"].rsplit(":", 1)[1]) for t in summary["trials"]}
+    assert ran_on and ran_on <= worker_pids
+    assert "challenger" not in summary
+    assert open_registry(settings.registry, settings.storage).versions() == []
