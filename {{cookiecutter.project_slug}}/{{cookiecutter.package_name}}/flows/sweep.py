@@ -80,11 +80,27 @@ def trial_task(
         "fit_seconds": fitted - started,
         "eval_seconds": evaluated - fitted,
         "worker": f"{socket.gethostname()}:{os.getpid()}",
-        "started": started,  # this process's clock: comparable between trials of one worker only
     }
 
 
-@flow(name="sweep", task_runner=DaskTaskRunner())
+def task_runner(cfg: SweepConfig) -> DaskTaskRunner:
+    """The configured Dask scheduler, or a local cluster of worker processes on loopback."""
+    if cfg.dask_address:
+        return DaskTaskRunner(address=cfg.dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": cfg.workers,
+            "threads_per_worker": cfg.threads_per_worker,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": None,  # no web dashboard on a fixed port
+        }
+    )
+
+
+# The default runner, for a call without `run_sweep` (a deployment, a test): a loopback cluster as configured
+# by default; `run_sweep` swaps in the one the settings name.
+@flow(name="sweep", task_runner=task_runner(SweepConfig()))
 def sweep(config: dict[str, Any] | None = None, config_files: list[str] | None = None) -> dict[str, Any]:
     """Run every trial of `sweep.grid` on one split; register the best as the challenger."""
     settings = settings_for_flow(config, config_files)
@@ -149,21 +165,6 @@ def _rebuild_and_register(settings: Settings, best: ModelConfig) -> dict[str, An
         version,
     )
     return {"version": version, "run_id": manifest["run_id"], "metrics": manifest["metrics"]}
-
-
-def task_runner(cfg: SweepConfig) -> DaskTaskRunner:
-    """The configured Dask scheduler, or a local cluster of worker processes on loopback."""
-    if cfg.dask_address:
-        return DaskTaskRunner(address=cfg.dask_address)
-    return DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": cfg.workers,
-            "threads_per_worker": cfg.threads_per_worker,
-            "processes": True,
-            "host": "127.0.0.1",
-            "dashboard_address": None,  # no web dashboard on a fixed port
-        }
-    )
 
 
 def run_sweep(settings: Settings) -> Any:
