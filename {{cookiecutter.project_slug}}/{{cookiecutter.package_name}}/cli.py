@@ -659,8 +659,6 @@ def sweep(
     sweep_options = {k: v for k, v in {"dask_address": dask_address, "workers": workers}.items() if v}
     settings = _load(config, deep_merge(overrides, {"sweep": sweep_options}))
     _quiet_defaults()
-    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
-
     from .flows.sweep import run_sweep
     from .sweeps import trials
 
@@ -670,10 +668,7 @@ def sweep(
     except ValueError as exc:  # an unknown parameter or a value out of range, before anything runs
         _fail(str(exc), code=2)
     console.print(f"[bold]{PACKAGE}[/] sweep: {count} trials on {where}")
-    updates = {}
-    if "://" not in settings.storage.uri:
-        updates[PREFECT_RESULTS_LOCAL_STORAGE_PATH] = Path(settings.storage.uri).resolve() / "prefect-results"
-    with temporary_settings(updates=updates):
+    with _results_beside_store(settings):
         state = run_sweep(settings)
     if not state.is_completed():
         _fail(f"sweep {state.name}: {_state_message(state)}", code=1)
@@ -742,15 +737,20 @@ def _quiet_defaults() -> None:
 def _run_pipeline(settings: Settings) -> Any:
     """Run the flow in this process (Prefect's local mode); task results are kept beside a local store."""
     _quiet_defaults()
-    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings  # heavy: import late
-
     from .flows.pipeline import pipeline
+
+    with _results_beside_store(settings):
+        return pipeline(settings.resolved(), return_state=True)
+
+
+def _results_beside_store(settings: Settings) -> Any:
+    """Prefect settings that keep persisted task results beside a local artifact store (a context manager)."""
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings  # heavy: import late
 
     updates = {}
     if "://" not in settings.storage.uri:
         updates[PREFECT_RESULTS_LOCAL_STORAGE_PATH] = Path(settings.storage.uri).resolve() / "prefect-results"
-    with temporary_settings(updates=updates):
-        return pipeline(settings.resolved(), return_state=True)
+    return temporary_settings(updates=updates)
 
 
 def _store(config: list[Path] | None, pairs: list[str] | None) -> ArtifactStore:
