@@ -23,6 +23,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Flows load from the project root, as on a worker (deployments/prefect.yaml): tests run from there too.
+os.chdir(PROJECT_ROOT)
 
 
 @pytest.fixture(scope="session")

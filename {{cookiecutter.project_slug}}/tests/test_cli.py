@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,15 @@ def _cli(*args: str, cwd: Path = PROJECT_ROOT, timeout: int = 300) -> subprocess
         timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "COLUMNS": "200"},
     )
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """The project's configs and flows copied into tmp_path (the package stays installed where it is): the
+    commands run there as in any copy of the project, with their outputs inside tmp_path."""
+    for part in ("configs", "flows"):
+        shutil.copytree(PROJECT_ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
 
 
 def test_unknown_option_fails_with_usage_error() -> None:
@@ -58,6 +68,7 @@ def test_outside_the_project_without_config_is_a_clear_error(tmp_path: Path) -> 
 
 
 @pytest.mark.e2e
+@pytest.mark.usefixtures("project_copy")
 def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> None:
     """Two processes, same data and config: the second recomputes nothing; then the catalog commands."""
     args = [
@@ -131,6 +142,7 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
 
 
 @pytest.mark.e2e
+@pytest.mark.usefixtures("project_copy")
 def test_simulate_shows_training_quarantine_and_drift_retrain(tmp_path: Path) -> None:
     """The whole loop through served deployments on a temporary Prefect server, as `simulate` prints it."""
     result = _cli(
@@ -167,6 +179,7 @@ def test_simulate_shows_training_quarantine_and_drift_retrain(tmp_path: Path) ->
 
 
 @pytest.mark.e2e
+@pytest.mark.usefixtures("project_copy")
 def test_run_killed_during_training_leaves_no_partial_artifact_and_the_next_run_reuses_finished_steps(
     tmp_path: Path,
 ) -> None:

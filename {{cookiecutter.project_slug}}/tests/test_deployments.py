@@ -22,12 +22,16 @@ from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone, current_snapshot
 from {{ cookiecutter.package_name }}.artifacts.registry import open_registry
 from {{ cookiecutter.package_name }}.artifacts.runs import list_runs
-from {{ cookiecutter.package_name }}.cli import app
+from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.data.synthetic import generate
-from {{ cookiecutter.package_name }}.flows.deployments import LANDING_RESOURCE, build_deployments
-from {{ cookiecutter.package_name }}.flows.monitor import DATASET_RESOURCE
-from {{ cookiecutter.package_name }}.flows.simulate import _wait_for_run, served
 from {{ cookiecutter.package_name }}.settings import Settings, SyntheticConfig, load_settings
+
+# The flows as a worker loads them: by file path, from the project root.
+LANDING_RESOURCE = load_entrypoint("flows/schedule.py:LANDING_RESOURCE")
+build_deployments = load_entrypoint("flows/schedule.py:build_deployments")
+DATASET_RESOURCE = load_entrypoint("flows/monitor.py:DATASET_RESOURCE")
+_wait_for_run = load_entrypoint("flows/simulate.py:_wait_for_run")
+served = load_entrypoint("flows/simulate.py:served")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"

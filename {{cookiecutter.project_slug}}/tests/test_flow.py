@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore
-from {{ cookiecutter.package_name }}.flows.pipeline import ARTIFACT_PREFIX, ValidationFailed, pipeline
+from {{ cookiecutter.package_name }}.cli import load_entrypoint
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings
+
+# The flows as a worker loads them: by file path, from the project root.
+ARTIFACT_PREFIX = load_entrypoint("flows/ui.py:ARTIFACT_PREFIX")
+ValidationFailed = load_entrypoint("flows/pipeline.py:ValidationFailed")
+pipeline = load_entrypoint("flows/pipeline.py:pipeline")
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"

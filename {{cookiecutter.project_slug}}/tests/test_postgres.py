@@ -13,9 +13,15 @@ import pytest
 from prefect.events.worker import EventsWorker
 
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, Registry
-from {{ cookiecutter.package_name }}.flows.pipeline import pipeline
-from {{ cookiecutter.package_name }}.flows.simulate import _free_port, _spawn, _stop, _wait_healthy
+from {{ cookiecutter.package_name }}.cli import load_entrypoint
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, load_settings
+
+# The flows as a worker loads them: by file path, from the project root.
+pipeline = load_entrypoint("flows/pipeline.py:pipeline")
+_free_port, _spawn, _stop, _wait_healthy = (
+    load_entrypoint(f"flows/simulate.py:{name}")
+    for name in ("_free_port", "_spawn", "_stop", "_wait_healthy")
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,13 @@ import pytest
 
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
 from {{ cookiecutter.package_name }}.artifacts.registry import CHALLENGER, CHAMPION, open_registry
-from {{ cookiecutter.package_name }}.flows.pipeline import pipeline
-from {{ cookiecutter.package_name }}.flows.promotion import batch_recommend
+from {{ cookiecutter.package_name }}.cli import load_entrypoint
 from {{ cookiecutter.package_name }}.serving import load_model
 from {{ cookiecutter.package_name }}.settings import Settings
+
+# The flows as a worker loads them: by file path, from the project root.
+pipeline = load_entrypoint("flows/pipeline.py:pipeline")
+batch_recommend = load_entrypoint("flows/recommend.py:batch_recommend")
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from {{ cookiecutter.package_name }}.cli import app
+from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.data.synthetic import generate
-from {{ cookiecutter.package_name }}.flows.pipeline import pipeline
 from {{ cookiecutter.package_name }}.settings import SyntheticConfig, load_settings
+
+# The flows as a worker loads them: by file path, from the project root.
+pipeline = load_entrypoint("flows/pipeline.py:pipeline")
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"

@@ -65,7 +65,9 @@ def test_missing_credentials_fail_clearly(s3_endpoint: str, monkeypatch: pytest.
 @pytest.mark.usefixtures("prefect_server", "s3_credentials")
 def test_pipeline_runs_against_s3_by_configuration_alone(s3_endpoint: str, tmp_path: Path) -> None:
     from {{ cookiecutter.package_name }}.artifacts.runs import find_run
-    from {{ cookiecutter.package_name }}.flows.pipeline import pipeline
+    from {{ cookiecutter.package_name }}.cli import load_entrypoint
+
+    pipeline = load_entrypoint("flows/pipeline.py:pipeline")
 
     settings = load_settings(
         [DEFAULT],

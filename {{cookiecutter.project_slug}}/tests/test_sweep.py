@@ -11,10 +11,12 @@ from typer.testing import CliRunner
 
 from {{ cookiecutter.package_name }} import sweeps
 from {{ cookiecutter.package_name }}.artifacts.registry import CHALLENGER, CHAMPION, open_registry
-from {{ cookiecutter.package_name }}.cli import app
-from {{ cookiecutter.package_name }}.flows.pipeline import ARTIFACT_PREFIX
-from {{ cookiecutter.package_name }}.flows.sweep import run_sweep
+from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.settings import ModelConfig, SweepTrials, load_settings
+
+# The flows as a worker loads them: by file path, from the project root.
+ARTIFACT_PREFIX = load_entrypoint("flows/ui.py:ARTIFACT_PREFIX")
+run_sweep = load_entrypoint("flows/sweep.py:run_sweep")
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 GRID = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -226,8 +227,7 @@ def ingest(
     settings = _load(config, _cli_overrides(pairs=set_ or []))
     if path is not None and not path.is_file():
         _fail(f"batch file does not exist: {path}", code=2)
-    _quiet_defaults()
-    from .flows.ingest import ingest as ingest_flow
+    ingest_flow = load_entrypoint("flows/ingest.py:ingest")
 
     state = ingest_flow(settings.resolved(), path=str(path) if path else None, return_state=True)
     outcomes = state.result(raise_on_failure=False)
@@ -475,9 +475,7 @@ def recommend(
     """Top-k recommendations from the champion (reads only the registry and the artifact store)."""
     settings = _load(config, _cli_overrides(pairs=set_ or []))
     if all_users:
-        _quiet_defaults()
-        from .flows.promotion import batch_recommend
-
+        batch_recommend = load_entrypoint("flows/recommend.py:batch_recommend")
         state = batch_recommend(settings.resolved(), k=k, version=version, return_state=True)
         if not state.is_completed():
             _fail(f"batch-recommend {state.name}: {_state_message(state)}", code=1)
@@ -515,8 +513,7 @@ def recommend(
 def monitor(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Check the champion for drift and decay now (the `monitor` flow); exit 1 when it drifted."""
     settings = _load(config, _cli_overrides(pairs=set_ or []))
-    _quiet_defaults()
-    from .flows.monitor import monitor as monitor_flow
+    monitor_flow = load_entrypoint("flows/monitor.py:monitor")
 
     state = monitor_flow(settings.resolved(), return_state=True)
     if not state.is_completed():
@@ -540,8 +537,7 @@ def serve(config: ConfigOption = None, set_: SetOption = None) -> None:
     Needs a Prefect server (PREFECT_API_URL); runs until interrupted.
     """
     settings = _load(config, _cli_overrides(pairs=set_ or []))
-    _quiet_defaults()
-    from .flows.deployments import serve_all
+    serve_all = load_entrypoint("flows/schedule.py:serve_all")
 
     serve_all(settings, {"config": settings.resolved()})
 
@@ -560,7 +556,8 @@ def watch(
     import time
 
     from .artifacts.landing import LandingZone
-    from .flows.deployments import emit_new_data
+
+    emit_new_data = load_entrypoint("flows/schedule.py:emit_new_data")
 
     zone, announced = LandingZone(settings.ingest), _Announced(Path(settings.ingest.landing))
     sizes: dict[Path, int] = {}
@@ -606,8 +603,10 @@ def simulate(
     import time
 
     from .data import sources
-    from .flows.simulate import format_step, served
-    from .flows.simulate import simulate as replay
+
+    format_step = load_entrypoint("flows/simulate.py:format_step")
+    served = load_entrypoint("flows/simulate.py:served")
+    replay = load_entrypoint("flows/simulate.py:simulate")
     from .simulation import plan_batches
 
     planned = plan_batches(sources.load(settings.data, settings.seed), n_batches=batches)
@@ -658,8 +657,7 @@ def sweep(
     overrides = _cli_overrides(pairs=set_ or [])
     sweep_options = {k: v for k, v in {"dask_address": dask_address, "workers": workers}.items() if v}
     settings = _load(config, deep_merge(overrides, {"sweep": sweep_options}))
-    _quiet_defaults()
-    from .flows.sweep import run_sweep
+    run_sweep = load_entrypoint("flows/sweep.py:run_sweep")
     from .sweeps import trials
 
     where = settings.sweep.dask_address or f"a local Dask cluster of {settings.sweep.workers} workers"
@@ -668,8 +666,7 @@ def sweep(
     except ValueError as exc:  # an unknown parameter or a value out of range, before anything runs
         _fail(str(exc), code=2)
     console.print(f"[bold]{PACKAGE}[/] sweep: {count} trials on {where}")
-    with _results_beside_store(settings):
-        state = run_sweep(settings)
+    state = run_sweep(settings)
     if not state.is_completed():
         _fail(f"sweep {state.name}: {_state_message(state)}", code=1)
     summary = state.result()
@@ -735,22 +732,31 @@ def _quiet_defaults() -> None:
 
 
 def _run_pipeline(settings: Settings) -> Any:
-    """Run the flow in this process (Prefect's local mode); task results are kept beside a local store."""
+    """Run the pipeline flow in this process (Prefect's local mode)."""
+    pipeline = load_entrypoint("flows/pipeline.py:pipeline")
+    return pipeline(settings.resolved(), return_state=True)
+
+
+def load_entrypoint(entrypoint: str) -> Any:
+    """An object of the project's `flows/` (`flows/<module>.py:<name>`), loaded the way Prefect loads a
+    deployment's entrypoint on a worker: by file path, from the project root (the working directory).
+
+    The flows are not an installed package: they are the project's orchestration layer, found beside
+    `configs/`, so the CLI, `serve`, `prefect deploy` and workers all run the same files.
+    """
+    path, _, name = entrypoint.partition(":")
+    if not (Path.cwd() / path).is_file():
+        _fail(f"no {path} here: run {PACKAGE} from the project root", code=2)
+    return getattr(_flows_module(path), name)
+
+
+@cache
+def _flows_module(path: str) -> Any:
+    # Once per file: Prefect's loader executes the file again on every call.
     _quiet_defaults()
-    from .flows.pipeline import pipeline
+    from prefect.utilities.importtools import load_script_as_module  # heavy: import late
 
-    with _results_beside_store(settings):
-        return pipeline(settings.resolved(), return_state=True)
-
-
-def _results_beside_store(settings: Settings) -> Any:
-    """Prefect settings that keep persisted task results beside a local artifact store (a context manager)."""
-    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings  # heavy: import late
-
-    updates = {}
-    if "://" not in settings.storage.uri:
-        updates[PREFECT_RESULTS_LOCAL_STORAGE_PATH] = Path(settings.storage.uri).resolve() / "prefect-results"
-    return temporary_settings(updates=updates)
+    return load_script_as_module(path)
 
 
 def _store(config: list[Path] | None, pairs: list[str] | None) -> ArtifactStore:

@@ -21,12 +21,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 def capture(project_dir: Path | None = None) -> dict[str, Any]:
     import torch
 
+    project = project_dir or Path.cwd()
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "user": _user(),
-        "code": {"package_sha256": code_version(), **git_state(project_dir or Path.cwd())},
+        "code": {"package_sha256": code_version(), **_flows_version(project), **git_state(project)},
         "packages": installed_packages(),
         "hardware": {
             "cpu": _cpu_model(),
@@ -43,13 +44,20 @@ def capture(project_dir: Path | None = None) -> dict[str, Any]:
     }
 
 
-def code_version() -> str:
-    """sha256 over the package's Python sources (path and bytes): changes whenever the code does."""
+def code_version(*directories: Path) -> str:
+    """sha256 over the Python sources (path and bytes) of the package, or of `directories`: changes whenever
+    the code does."""
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
-        digest.update(path.read_bytes())
+    for directory in directories or (PACKAGE_DIR,):
+        for path in sorted(directory.rglob("*.py")):
+            digest.update(f"{directory.name}/{path.relative_to(directory).as_posix()}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _flows_version(project: Path) -> dict[str, str]:
+    flows = project / "flows"
+    return {"flows_sha256": code_version(flows)} if flows.is_dir() else {}
 
 
 def git_state(directory: Path) -> dict[str, Any]:

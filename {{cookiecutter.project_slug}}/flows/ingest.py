@@ -14,11 +14,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
-from ..artifacts import open_store
-from ..artifacts.landing import LandingZone
-from ..ingestion import ingest_batch
-from ..settings import IngestConfig, Settings, settings_for_flow
-from .pipeline import ARTIFACT_PREFIX
+from flows.ui import ARTIFACT_PREFIX
+from {{ cookiecutter.package_name }}.artifacts import open_store
+from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone
+from {{ cookiecutter.package_name }}.ingestion import ingest_batch
+from {{ cookiecutter.package_name }}.settings import IngestConfig, Settings, settings_for_flow
 
 
 @task(name="list-landing-zone")

@@ -1,4 +1,5 @@
-"""What runs unattended: the flows behind the deployments, the deployments themselves, and `serve_all`.
+"""The unattended deployments, defined once: `serve` runs them on this machine and deployments/prefect.yaml
+declares the same for a work pool (tests/test_deployments.py proves the two agree).
 
 - `nightly`      retrain on a cron schedule (`deploy.pipeline_cron`);
 - `hourly`       the monitor on its own schedule (`deploy.monitor_cron`);
@@ -6,73 +7,25 @@
 - `on-drift`     retrain, triggered by `deploy.drift_event` (emitted by `monitor`).
 
 `serve_all` runs all four on this machine, one flow run at a time: ingests move the current-snapshot pointer
-and must not interleave. deployments/prefect.yaml declares the same for `prefect deploy` with a work pool.
+and must not interleave. Deployments point at their flows by file path from the project root (entrypoints
+such as `flows/retrain.py:retrain`), as prefect.yaml does, so `serve` must be started from there.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.deployments.runner import EntrypointType
 from prefect.events import DeploymentEventTrigger, emit_event
 from prefect.schedules import Cron
-from prefect.states import Failed, State
 
-from ..artifacts import open_store
-from ..artifacts.landing import current_snapshot
-from ..settings import PACKAGE, Settings, settings_for_flow
-from .ingest import ingest
-from .monitor import DATASET_RESOURCE, monitor
-from .pipeline import pipeline
+from flows.monitor import DATASET_RESOURCE, monitor
+from flows.retrain import ingest_and_train, retrain
+from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings
 
 LANDING_RESOURCE = f"{PACKAGE}.landing"
 # The server renders this Jinja template from the triggering event (written in two pieces so that the
 # project template engine, which also speaks Jinja, leaves it alone).
 _EVENT_PATH = "{" + "{ event.payload.path }" + "}"
-
-
-@flow(name="ingest-and-train")
-def ingest_and_train(
-    config: dict[str, Any] | None = None, config_files: list[str] | None = None, path: str | None = None
-) -> dict[str, Any] | State:
-    """Ingest `path` (or all that waits), then run the pipeline on the new snapshot if anything was added."""
-    settings = settings_for_flow(config, config_files)
-    state = ingest(settings.resolved(), path=path or None, return_state=True)
-    outcomes = state.result(raise_on_failure=False)
-    if not isinstance(outcomes, list):  # the ingest flow crashed before reporting on batches
-        raise RuntimeError(f"ingest {state.name}: {state.message}")
-    result: dict[str, Any] = {"ingest": outcomes}
-    if any(o["accepted"] and o.get("added") for o in outcomes):
-        result["pipeline"] = pipeline(_on_snapshot(settings, "new-data").resolved())
-    else:
-        get_run_logger().info("no new events taken in: nothing to train")
-    refused = [o for o in outcomes if not o["accepted"]]
-    if refused:
-        return Failed(message=state.message, data=result)
-    return result
-
-
-@flow(name="retrain")
-def retrain(
-    config: dict[str, Any] | None = None, config_files: list[str] | None = None, reason: str = "manual"
-) -> dict[str, Any]:
-    """The pipeline on the current snapshot (the configured source before anything was ingested); on drift
-    with `deploy.drift_overrides` laid over the settings."""
-    settings = settings_for_flow(config, config_files)
-    if reason == "drift" and settings.deploy.drift_overrides:
-        settings = settings.updated(settings.deploy.drift_overrides)
-        get_run_logger().info("retrain on drift, with %s", settings.deploy.drift_overrides)
-    else:
-        get_run_logger().info("retrain (%s)", reason)
-    return pipeline(_on_snapshot(settings, reason).resolved())
-
-
-def _on_snapshot(settings: Settings, trigger: str) -> Settings:
-    data = settings.data
-    if current_snapshot(open_store(settings.storage)) is not None:
-        data = data.model_copy(update={"source": "snapshot"})
-    return settings.model_copy(update={"data": data, "tags": {**settings.tags, "trigger": trigger}})
 
 
 def emit_new_data(settings: Settings, path: str, size: int) -> None:
@@ -87,19 +40,17 @@ def emit_new_data(settings: Settings, path: str, size: int) -> None:
 def build_deployments(settings: Settings, parameters: dict[str, Any]) -> list[Any]:
     """The four deployments; `parameters` carries the settings (`config` or `config_files`) to every run."""
     deploy = settings.deploy
-    common = {"entrypoint_type": EntrypointType.MODULE_PATH}  # importable wherever the package is installed
+    # File-path entrypoints relative to the project root, as in prefect.yaml (the default type).
     return [
         retrain.to_deployment(
             name="nightly",
             schedules=[Cron(deploy.pipeline_cron, timezone="UTC")],
             parameters={**parameters, "reason": "schedule"},
-            **common,
         ),
         monitor.to_deployment(
             name="hourly",
             schedules=[Cron(deploy.monitor_cron, timezone="UTC")],
             parameters=parameters,
-            **common,
         ),
         ingest_and_train.to_deployment(
             name="on-new-data",
@@ -111,7 +62,6 @@ def build_deployments(settings: Settings, parameters: dict[str, Any]) -> list[An
                     parameters={**parameters, "path": _EVENT_PATH},
                 )
             ],
-            **common,
         ),
         retrain.to_deployment(
             name="on-drift",
@@ -123,7 +73,6 @@ def build_deployments(settings: Settings, parameters: dict[str, Any]) -> list[An
                     parameters={**parameters, "reason": "drift"},
                 )
             ],
-            **common,
         ),
     ]
 

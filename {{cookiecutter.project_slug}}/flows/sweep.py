@@ -21,10 +21,21 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
-from .. import sweeps, training
-from ..artifacts import ArtifactRef, open_store
-from ..evaluation import bootstrap_intervals, evaluate
-from ..settings import (
+from flows.caching import CACHED, in_store
+from flows.pipeline import (
+    ValidationFailed,
+    ingest_task,
+    inspect_inputs_task,
+    pipeline,
+    split_task,
+    validate_task,
+)
+from flows.promotion import register_task
+from flows.ui import ARTIFACT_PREFIX
+from {{ cookiecutter.package_name }} import sweeps, training
+from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
+from {{ cookiecutter.package_name }}.evaluation import bootstrap_intervals, evaluate
+from {{ cookiecutter.package_name }}.settings import (
     EvaluationConfig,
     ModelConfig,
     Settings,
@@ -33,17 +44,6 @@ from ..settings import (
     TrainingConfig,
     settings_for_flow,
 )
-from .caching import CACHED
-from .pipeline import (
-    ARTIFACT_PREFIX,
-    ValidationFailed,
-    ingest_task,
-    inspect_inputs_task,
-    pipeline,
-    split_task,
-    validate_task,
-)
-from .promotion import register_task
 
 
 @task(name="trial", **CACHED)
@@ -107,17 +107,18 @@ def sweep(config: dict[str, Any] | None = None, config_files: list[str] | None =
     storage, seed, logger = settings.storage, settings.seed, get_run_logger()
 
     inputs = inspect_inputs_task(settings.data, storage)
-    snapshot = ingest_task(settings.data, seed, inputs, storage)
-    gate = validate_task(snapshot, settings.validation, storage)
+    snapshot = in_store(ingest_task, storage)(settings.data, seed, inputs, storage)
+    gate = in_store(validate_task, storage)(snapshot, settings.validation, storage)
     if not gate["passed"]:
         raise ValidationFailed(f"snapshot {snapshot.id[:12]} failed validation: {gate['summary']}")
-    train, test = split_task(snapshot, settings.split, seed, storage)
+    train, test = in_store(split_task, storage)(snapshot, settings.split, seed, storage)
 
     trials = sweeps.trials(settings.sweep.grid, settings.model)
     threads = settings.sweep.threads_per_worker if settings.sweep.dask_address is None else None
     logger.info("%d trials on split %s / %s", len(trials), train.id[:12], test.id[:12])
+    trial = in_store(trial_task, storage)
     futures = [
-        trial_task.submit(train, test, cfg, seed, settings.evaluation, threads, storage) for _, cfg in trials
+        trial.submit(train, test, cfg, seed, settings.evaluation, threads, storage) for _, cfg in trials
     ]
     results = [
         {**future.result(), "label": name, "config": cfg.model_dump()}

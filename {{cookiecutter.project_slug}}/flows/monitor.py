@@ -18,13 +18,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.events import emit_event
 
-from .. import monitoring, serving
-from ..artifacts import ArtifactRef, ArtifactStore, open_store
-from ..artifacts.landing import current_snapshot
-from ..artifacts.registry import CHAMPION, open_registry
-from ..settings import PACKAGE, settings_for_flow
+from flows.ui import ARTIFACT_PREFIX
+from {{ cookiecutter.package_name }} import monitoring, serving
+from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
+from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
+from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, open_registry
+from {{ cookiecutter.package_name }}.settings import PACKAGE, settings_for_flow
 
-ARTIFACT_PREFIX = PACKAGE.replace("_", "-")
 DATASET_RESOURCE = f"{PACKAGE}.dataset.interactions"
 LATEST = "monitor/latest.json"  # the newest check, by name, for people and for `simulate`
 

@@ -16,6 +16,7 @@ import inspect
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,19 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from .. import environment, report, training
-from ..artifacts import ArtifactRef, ArtifactStore, open_store
-from ..artifacts.landing import current_snapshot
-from ..artifacts.runs import FORMAT, artifact_entry, mermaid, write_manifest
-from ..data import sources
-from ..data.split import split
-from ..evaluation import bootstrap_intervals, evaluate
-from ..models.base import Recommender
-from ..resources import PeakMemory
-from ..settings import (
-    PACKAGE,
+from flows.caching import CACHED, in_store
+from flows.promotion import promote_model
+from flows.ui import ARTIFACT_PREFIX
+from {{ cookiecutter.package_name }} import environment, report, training
+from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
+from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
+from {{ cookiecutter.package_name }}.artifacts.runs import FORMAT, artifact_entry, mermaid, write_manifest
+from {{ cookiecutter.package_name }}.data import sources
+from {{ cookiecutter.package_name }}.data.split import split
+from {{ cookiecutter.package_name }}.evaluation import bootstrap_intervals, evaluate
+from {{ cookiecutter.package_name }}.models.base import Recommender
+from {{ cookiecutter.package_name }}.resources import PeakMemory
+from {{ cookiecutter.package_name }}.settings import (
     DataConfig,
     EvaluationConfig,
     ModelConfig,
@@ -44,12 +47,8 @@ from ..settings import (
     TrainingConfig,
     settings_for_flow,
 )
-from ..settings import ValidationConfig as ValidationSettings
-from ..validation import validate
-from .caching import CACHED
-from .promotion import promote_model
-
-ARTIFACT_PREFIX = PACKAGE.replace("_", "-")
+from {{ cookiecutter.package_name }}.settings import ValidationConfig as ValidationSettings
+from {{ cookiecutter.package_name }}.validation import validate
 
 
 class ValidationFailed(RuntimeError):
@@ -205,17 +204,16 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     settings = settings_for_flow(config, config_files)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     storage, seed, tasks = settings.storage, settings.seed, {}
+    step = partial(_timed, tasks, storage)
 
-    inputs = _timed(tasks, inspect_inputs_task, settings.data, storage)
-    snapshot = _timed(tasks, ingest_task, settings.data, seed, inputs, storage)
-    gate = _timed(tasks, validate_task, snapshot, settings.validation, storage)
+    inputs = step(inspect_inputs_task, settings.data, storage)
+    snapshot = step(ingest_task, settings.data, seed, inputs, storage)
+    gate = step(validate_task, snapshot, settings.validation, storage)
     if not gate["passed"]:
         raise ValidationFailed(f"snapshot {snapshot.id[:12]} failed validation: {gate['summary']}")
-    train, test = _timed(tasks, split_task, snapshot, settings.split, seed, storage)
-    model = _timed(tasks, train_task, train, settings.model, seed, settings.training, storage)
-    metrics, per_user, intervals = _timed(
-        tasks, evaluate_task, model, train, test, settings.evaluation, seed, storage
-    )
+    train, test = step(split_task, snapshot, settings.split, seed, storage)
+    model = step(train_task, train, settings.model, seed, settings.training, storage)
+    metrics, per_user, intervals = step(evaluate_task, model, train, test, settings.evaluation, seed, storage)
 
     artifacts = {
         "snapshot": artifact_entry(snapshot, "ingest", ["inputs"]),
@@ -238,15 +236,16 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     return summary
 
 
-def _timed(tasks: dict[str, dict[str, Any]], task_fn: Any, *args: Any) -> Any:
-    """Call a task; note its parameters, final state (Completed or Cached), wall time and peak memory.
+def _timed(tasks: dict[str, dict[str, Any]], storage: StorageConfig, task_fn: Any, *args: Any) -> Any:
+    """Call a task (its result kept in the store); note its parameters, final state (Completed or Cached),
+    wall time and peak memory.
 
     Tasks run in this process, so `peak_rss_mb` is the process's largest resident size while the task ran:
     what a machine needs to run that step here (it includes what earlier steps left allocated).
     """
     started = time.perf_counter()
     with PeakMemory() as memory:
-        state = task_fn(*args, return_state=True)
+        state = in_store(task_fn, storage)(*args, return_state=True)
     result = state.result()  # re-raises the task's error, which fails the flow
     names = inspect.signature(task_fn.fn).parameters
     tasks[task_fn.name] = {

@@ -28,13 +28,13 @@ from uuid import UUID
 
 import yaml
 
-from ..artifacts import open_store
-from ..artifacts.landing import LandingZone
-from ..artifacts.registry import CHAMPION, open_registry
-from ..settings import PACKAGE, Settings
-from ..simulation import Batch
-from .deployments import emit_new_data
-from .monitor import LATEST
+from flows.monitor import LATEST
+from flows.schedule import emit_new_data
+from {{ cookiecutter.package_name }}.artifacts import open_store
+from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone
+from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, open_registry
+from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings
+from {{ cookiecutter.package_name }}.simulation import Batch
 
 DEPLOYMENTS = ("ingest-and-train/on-new-data", "monitor/hourly", "retrain/on-drift", "retrain/nightly")
 

@@ -1,4 +1,4 @@
-"""Registration and promotion after a pipeline run, and batch recommendations from the champion.
+"""Registration and promotion after a pipeline run.
 
 `promote_model` runs inside the pipeline flow: register the run's model (it becomes the challenger), judge it
 against the current champion (or popularity), optionally wait for a person's approval in the Prefect UI, then
@@ -10,29 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from .. import serving
-from ..artifacts import ArtifactRef, open_store
-from ..artifacts.registry import CHAMPION, RegistryError, StaleAlias, open_registry
-from ..evaluation import evaluate
-from ..models import build_model
-from ..promotion import Decision, decide
-from ..settings import (
-    PACKAGE,
+from flows.ui import ARTIFACT_PREFIX
+from {{ cookiecutter.package_name }} import serving
+from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
+from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, RegistryError, StaleAlias, open_registry
+from {{ cookiecutter.package_name }}.evaluation import evaluate
+from {{ cookiecutter.package_name }}.models import build_model
+from {{ cookiecutter.package_name }}.promotion import Decision, decide
+from {{ cookiecutter.package_name }}.settings import (
     EvaluationConfig,
     ModelConfig,
     PromotionConfig,
     RegistryConfig,
     Settings,
     StorageConfig,
-    settings_for_flow,
 )
 
-ARTIFACT_PREFIX = PACKAGE.replace("_", "-")
 _ATTEMPTS = 5  # judge-and-swap rounds before giving up when other runs keep moving the champion
 
 
@@ -147,31 +145,3 @@ def promote_model(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any
         if not swapped["stale"]:
             return {**outcome, "promoted": True}
     raise RegistryError(f"the champion moved {_ATTEMPTS} times while version {version} was being judged")
-
-
-@flow(name="batch-recommend")
-def batch_recommend(
-    config: dict[str, Any] | None = None,
-    config_files: list[str] | None = None,
-    k: int = 10,
-    version: str = CHAMPION,
-) -> dict[str, Any]:
-    """Top-k for every user from the champion (or any version), stored as a Parquet artifact."""
-    settings = settings_for_flow(config, config_files)
-    registry, store = open_registry(settings.registry, settings.storage), open_store(settings.storage)
-    held, model = serving.load_model(registry, store, version)
-    frame = serving.recommend_all(model, k)
-    ref = store.put_frame(frame, kind="recommendations")
-    get_run_logger().info("version %d: top-%d for %d users -> %s", held.version, k, model.n_users, ref.uri)
-    create_link_artifact(
-        key=f"{ARTIFACT_PREFIX}-recommendations",
-        link=ref.uri,
-        link_text=f"top-{k} from version {held.version}",
-    )
-    return {
-        "version": held.version,
-        "k": k,
-        "users": model.n_users,
-        "rows": frame.height,
-        "ref": ref.model_dump(),
-    }

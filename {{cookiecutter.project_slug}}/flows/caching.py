@@ -1,0 +1,73 @@
+"""The cache policy of the pipeline's tasks, and where their results live.
+
+Same inputs, same task source and same code -> cache hit. Prefect's TASK_SOURCE covers only a task's own
+lines; the work happens in the core package and in the flows around it, so a hash of both (package and
+`flows/`) is part of every key. Results are small JSON artifact references.
+
+Results are kept in the project's artifact store (`<store>/prefect-results`, local or S3), not under
+Prefect's home: a run from the CLI, from `serve` or from a worker then finds the others' cached results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from prefect import Task
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from prefect.context import TaskRunContext
+from prefect.filesystems import RemoteFileSystem, WritableFileSystem
+
+from {{ cookiecutter.package_name }}.artifacts import open_store
+from {{ cookiecutter.package_name }}.environment import PACKAGE_DIR, code_version
+from {{ cookiecutter.package_name }}.settings import StorageConfig
+
+FLOWS_DIR = Path(__file__).resolve().parent
+RESULTS = "prefect-results"
+
+
+@dataclass
+class ProjectCode(CachePolicy):
+    """Keys on the sha256 of the package's and the flows' Python sources."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        return _code_version()
+
+
+@cache
+def _code_version() -> str:
+    return code_version(PACKAGE_DIR, FLOWS_DIR)
+
+
+PIPELINE_CACHE = INPUTS + TASK_SOURCE + ProjectCode()
+CACHED = {"cache_policy": PIPELINE_CACHE, "persist_result": True, "result_serializer": "json"}
+
+
+def result_storage(storage: StorageConfig) -> Path | WritableFileSystem:
+    """The folder of the artifact store that holds persisted task results (credentials from the settings)."""
+    store = open_store(storage)
+    uri = store.uri_of(RESULTS)
+    if uri.startswith("file://"):
+        return Path(store.root) / RESULTS
+    return RemoteFileSystem(basepath=uri, settings=dict(store.fs.storage_options))
+
+
+def in_store(task: Task[Any, Any], storage: StorageConfig) -> Task[Any, Any]:
+    """`task`, persisting its result in the artifact store (chosen per run: the store comes from the run's
+    settings)."""
+    where = result_storage(storage)
+    if isinstance(where, Path):
+        return task.with_options(result_storage=where)
+    # Prefect asks for a block saved on the server, which would put the store's credentials in Prefect's
+    # database. The flow's own process (and Dask, which gets the task pickled) only needs the object.
+    stored = task.with_options()
+    stored.result_storage = where
+    return stored
