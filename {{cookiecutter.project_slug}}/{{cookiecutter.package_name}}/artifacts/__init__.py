@@ -1,5 +1,14 @@
 """The only place that knows paths, URIs, formats and credentials."""
 
+from .locks import LockLost, LockTimeout
 from .store import ArtifactCorrupted, ArtifactRef, ArtifactStore, canonical_json, open_store
 
-__all__ = ["ArtifactCorrupted", "ArtifactRef", "ArtifactStore", "canonical_json", "open_store"]
+__all__ = [
+    "ArtifactCorrupted",
+    "ArtifactRef",
+    "ArtifactStore",
+    "LockLost",
+    "LockTimeout",
+    "canonical_json",
+    "open_store",
+]

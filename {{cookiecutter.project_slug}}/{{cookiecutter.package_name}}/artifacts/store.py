@@ -3,7 +3,8 @@
 An artifact's id is the sha256 of its bytes, so storing identical bytes twice is a no-op and a reference names
 exactly one content. Objects live at `<root>/objects/<id[:2]>/<id><suffix>`. Writes are atomic: a local write
 goes to a temporary file that is renamed into place; an S3 put is a single object write. Human-readable
-outputs (reports) are written under `<root>/runs/...` by name and are not content-addressed.
+outputs (reports) are written under `<root>/runs/...` by name and are not content-addressed. Processes that
+share a store take turns through `lock(name)` (see `locks.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict
 
 from ..settings import StorageConfig
+from . import locks
 
 
 class ArtifactRef(BaseModel):
@@ -59,6 +63,15 @@ class ArtifactStore:
         if hashlib.sha256(data).hexdigest() != ref.id:
             raise ArtifactCorrupted(f"{ref.uri}: content does not match its id {ref.id}")
         return data
+
+    def holds(self, ref: ArtifactRef) -> bool:
+        """Whether the object is in the store with its full size (checked before a source is deleted)."""
+        path = self._path(ref.uri)
+        self.fs.invalidate_cache(path)  # s3fs caches listings: ask the store itself
+        try:
+            return self.fs.info(path)["size"] == ref.size
+        except FileNotFoundError:
+            return False
 
     def put_frame(self, frame: pl.DataFrame, kind: str) -> ArtifactRef:
         buf = io.BytesIO()
@@ -111,6 +124,20 @@ class ArtifactStore:
 
     def uri_of(self, relative: str) -> str:
         return self._uri(self._join(relative))
+
+    # -- coordination ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, name: str, ttl: float = 60.0, wait: float = 600.0) -> Iterator[locks.Lease]:
+        """Hold the store-wide lock `name` for the `with` block; raises `LockTimeout` after `wait` seconds.
+
+        The holder refreshes it every ttl/3 seconds; a holder that died is replaced at once on its own host,
+        after at most `ttl` seconds elsewhere. Call `check()` on the lease before publishing a result.
+        """
+        path = self._join(f"locks/{name}.lock")
+        backend = locks.LocalBackend(path) if self._local else locks.S3Backend(self.fs, path)
+        with locks.hold(backend, name, ttl, wait) as lease:
+            yield lease
 
     # -- internals -------------------------------------------------------------------------------------------
 
