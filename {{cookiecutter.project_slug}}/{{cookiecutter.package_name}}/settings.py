@@ -97,10 +97,17 @@ class ValidationConfig(_Section):
 
 
 class IngestConfig(_Section):
-    """Where new batch files arrive and where refused ones are kept, with the reason beside them."""
+    """Where new batch files arrive, when one counts as arrived, and where refused ones are kept."""
 
     landing: Path = Path("landing")
     quarantine: Path = Path("quarantine")
+    settle_seconds: float = Field(
+        5.0, ge=0, description="A landed file is ready once its size and mtime held still this long."
+    )
+    lock_ttl_seconds: float = Field(
+        60.0, gt=0, description="The ingest lock of a holder on another host that stopped refreshing expires."
+    )
+    lock_wait_seconds: float = Field(600.0, ge=0, description="How long an ingest waits for the lock.")
 
 
 class SplitConfig(_Section):

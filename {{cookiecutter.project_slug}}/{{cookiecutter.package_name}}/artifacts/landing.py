@@ -1,62 +1,161 @@
 """The landing zone, the quarantine and the current-snapshot pointer: where batches move, and nothing is lost.
 
-- A batch file arrives in `ingest.landing`. Taken in, its bytes are stored content-addressed (kind `batch`)
-  before it leaves the landing zone; refused, it moves to `ingest.quarantine` with `<name>.reason.json` beside
-  it. Either way the original bytes survive.
+Arrival protocol (what writers into `ingest.landing` should do, and what `ingest` and `watch` rely on):
+
+- Write under a temporary name, then rename into place: a dot-prefixed name (`.events.csv`) or one ending in
+  `.part`, `.tmp`, `.partial` or `.crdownload` is never a batch. A rename is atomic: the batch appears whole.
+- Independently, a file is ready only once its size and mtime have held still for `ingest.settle_seconds`
+  (mtime compared with this machine's clock; a zone object that looks repeatedly also restarts the wait when
+  it sees a file change). So a plain `cp` into the landing zone is safe as long as it never stalls that long.
+- A ready file's bytes are read once; everything (hash, parse, validation, storage) is done from those bytes.
+  Taken in, the bytes are stored content-addressed (kind `batch`) and found in the store before the file
+  leaves the landing zone; refused, they are written to `ingest.quarantine` with `<name>.reason.json` beside
+  them before it leaves. Either way the file is removed only if it is still exactly what was read (size,
+  mtime, inode, sha256); one that changed stays for the next ingest. Files outside the landing zone stay.
 - The current snapshot is a small JSON pointer in the store (`snapshots/current.json`); every move of it is
   also written to `snapshots/history/`, so older snapshots stay reachable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..settings import IngestConfig
 from .store import ArtifactRef, ArtifactStore
 
 CURRENT = "snapshots/current.json"
+TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class FileStamp(NamedTuple):
+    """What a file looked like: a write changes the mtime (and usually the size), a rename-over the inode."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A landed file's bytes, read once, and the file's stamp when they were read."""
+
+    path: Path
+    data: bytes
+    stamp: FileStamp
+    sha256: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.path.name, "size": len(self.data), "sha256": self.sha256}
+
+
+class Look(NamedTuple):
+    """Batch files in the landing zone, oldest name first: ready ones, and ones still settling."""
+
+    ready: list[Path]
+    settling: list[Path]
+
+
+class BatchMissing(IOError):
+    """A batch's bytes are not (fully) in the store although they were just written: the file must stay."""
 
 
 class LandingZone:
     def __init__(self, cfg: IngestConfig) -> None:
         self.landing = Path(cfg.landing)
         self.quarantine_dir = Path(cfg.quarantine)
+        self.settle_seconds = cfg.settle_seconds
+        # For a zone that looks more than once (`watch`): each file's last stamp and when it last changed.
+        self._seen: dict[Path, tuple[FileStamp, float]] = {}
+
+    def look(self) -> Look:
+        """Ready and settling batch files; temporary names are in neither list."""
+        if not self.landing.is_dir():
+            return Look([], [])
+        ready, settling = [], []
+        files = sorted(p for p in self.landing.iterdir() if p.is_file() and not is_temporary(p.name))
+        for file in files:
+            try:
+                (ready if self._ready(file, stamp(file)) else settling).append(file)
+            except FileNotFoundError:  # taken by another ingest (or renamed) since the listing
+                continue
+        self._seen = {f: seen for f, seen in self._seen.items() if f in files}
+        return Look(ready, settling)
 
     def waiting(self) -> list[Path]:
-        """Batch files waiting in the landing zone, oldest name first (hidden and partial files skipped)."""
-        if not self.landing.is_dir():
-            return []
-        return sorted(p for p in self.landing.iterdir() if p.is_file() and not p.name.startswith("."))
+        """Batch files ready to be taken in, oldest name first."""
+        return self.look().ready
 
-    def take_in(self, file: Path, store: ArtifactStore) -> ArtifactRef:
-        """Keep the batch's bytes in the store, then clear it from the landing zone (files elsewhere stay)."""
-        ref = store.put_file(file, kind="batch")
-        if file.resolve().parent == self.landing.resolve():
-            file.unlink()
-        return ref
+    def holds(self, file: Path) -> bool:
+        """Whether `file` lies in the landing zone (only those are removed once taken in)."""
+        return file.resolve().parent == self.landing.resolve()
 
-    def quarantine(self, file: Path, reasons: list[str], details: dict[str, Any]) -> Path:
-        """Move (or, for a file outside the landing zone, copy) a refused batch aside with its reasons."""
+    def await_ready(self, file: Path) -> bool:
+        """Wait while a landed file settles; False, at once, if it changes meanwhile (it is being written).
+
+        Waits about `ingest.settle_seconds` at most, longer only for an mtime ahead of this machine's clock.
+        """
+        if is_temporary(file.name):
+            return False
+        first = stamp(file)
+        deadline = time.monotonic() + 2 * self.settle_seconds + 1
+        while not self._ready(file, current := stamp(file)):
+            if current != first or time.monotonic() > deadline:
+                return False
+            time.sleep(min(0.2, self.settle_seconds))
+        return True
+
+    def read(self, file: Path) -> Arrival | None:
+        """The file's bytes, read once; None if the file changed while they were read."""
+        before = stamp(file)
+        data = file.read_bytes()
+        if stamp(file) != before or len(data) != before.size:
+            return None
+        return Arrival(file, data, before, hashlib.sha256(data).hexdigest())
+
+    def unchanged(self, arrival: Arrival) -> bool:
+        """Whether the file is still exactly the bytes that were read (stamp and content)."""
+        try:
+            with arrival.path.open("rb") as fh:
+                now = _stamp_of(os.fstat(fh.fileno()))
+                digest = hashlib.file_digest(fh, "sha256").hexdigest() if now == arrival.stamp else ""
+        except FileNotFoundError:
+            return False
+        return now == arrival.stamp and digest == arrival.sha256
+
+    def take_in(self, arrival: Arrival, ref: ArtifactRef, store: ArtifactStore) -> bool:
+        """Clear a batch whose bytes are stored as `ref` from the landing zone.
+
+        False if the file changed since it was read: it stays, for the next ingest. Files outside the landing
+        zone stay where they are.
+        """
+        if not store.holds(ref):
+            raise BatchMissing(f"{ref.uri} is not in the store: {arrival.path} stays in the landing zone")
+        return self._clear(arrival)
+
+    def quarantine(self, arrival: Arrival, reasons: list[str], details: dict[str, Any]) -> tuple[Path, bool]:
+        """Keep a refused batch's bytes aside with its reasons, then clear it from the landing zone.
+
+        Returns where the bytes went and whether the landed file was cleared (False if it changed since it was
+        read: the refused version is kept, the changed file stays for the next ingest).
+        """
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        target = self.quarantine_dir / _free_name(self.quarantine_dir, safe_name(file.name))
-        if file.resolve().parent == self.landing.resolve():
-            shutil.move(file, target)
-        else:
-            shutil.copy2(file, target)
-        reason = {
-            "file": file.name,
-            "quarantined_at": _now(),
-            "reasons": reasons,
-            **details,
-        }
-        (target.parent / f"{target.name}.reason.json").write_text(json.dumps(reason, indent=2, default=str))
-        return target
+        target = self.quarantine_dir / _free_name(self.quarantine_dir, safe_name(arrival.path.name))
+        _write_durably(target, arrival.data)
+        reason = {"file": arrival.path.name, "quarantined_at": _now(), "reasons": reasons, **details}
+        _write_durably(
+            target.parent / f"{target.name}.reason.json", json.dumps(reason, indent=2, default=str).encode()
+        )
+        return target, self._clear(arrival)
 
     def quarantined(self) -> list[dict[str, Any]]:
         if not self.quarantine_dir.is_dir():
@@ -76,6 +175,33 @@ class LandingZone:
         shutil.move(source, target)
         (self.quarantine_dir / f"{source.name}.reason.json").unlink(missing_ok=True)
         return target
+
+    def _ready(self, file: Path, current: FileStamp) -> bool:
+        now = time.time()
+        previous = self._seen.get(file)
+        if previous is None or previous[0] != current:
+            # First sight: trust the mtime. A change seen by this zone: the wait starts again now.
+            self._seen[file] = (current, float("-inf") if previous is None else now)
+        changed_at = self._seen[file][1]
+        quiet = min(now - current.mtime_ns / 1e9, now - changed_at)
+        return quiet >= self.settle_seconds
+
+    def _clear(self, arrival: Arrival) -> bool:
+        if not self.holds(arrival.path) or not arrival.path.exists():
+            return True  # elsewhere: stays; gone: a concurrent ingest of the same bytes cleared it
+        if not self.unchanged(arrival):
+            return False
+        arrival.path.unlink(missing_ok=True)
+        return True
+
+
+def is_temporary(name: str) -> bool:
+    """A name writers use while a file is incomplete: hidden, or `.part`/`.tmp`/`.partial`/`.crdownload`."""
+    return name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def stamp(file: Path) -> FileStamp:
+    return _stamp_of(file.stat())
 
 
 def safe_name(name: str) -> str:
@@ -100,6 +226,20 @@ def advance_snapshot(store: ArtifactStore, pointer: dict[str, Any]) -> None:
         f"snapshots/history/{pointer['at'].replace(':', '')}-{pointer['snapshot']['id'][:12]}.json", text
     )
     store.write_text(CURRENT, text)
+
+
+def _stamp_of(st: os.stat_result) -> FileStamp:
+    return FileStamp(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Temporary file, fsync, rename: the quarantined copy exists whole before the original goes."""
+    tmp = path.parent / f".{path.name}.tmp"
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
 
 
 def _free_name(directory: Path, name: str) -> str:

@@ -11,6 +11,7 @@ Every error names the file and, where it can, the column and rows. Readers never
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import polars as pl
@@ -86,24 +87,30 @@ def read_files(path: Path, cfg: DataConfig) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
 
-def read_file(file: Path, cfg: DataConfig, strict_columns: bool = False) -> pl.DataFrame:
+def read_file(
+    file: Path, cfg: DataConfig, strict_columns: bool = False, data: bytes | None = None
+) -> pl.DataFrame:
     """One CSV/Parquet file in contract shape.
 
     With `strict_columns`, a column that `data.columns` does not name is an error: a batch's extra column
-    would otherwise be dropped without anyone noticing.
+    would otherwise be dropped without anyone noticing. With `data`, those bytes are parsed instead of the
+    file's current content (the name still gives the format and names the errors).
     """
     if file.suffix.lower() not in FILE_SUFFIXES:
         raise SourceError(f"{file}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
-    return _read_one(file, cfg, strict_columns)
+    return _read_one(file, cfg, strict_columns, data)
 
 
-def _read_one(file: Path, cfg: DataConfig, strict_columns: bool = False) -> pl.DataFrame:
+def _read_one(
+    file: Path, cfg: DataConfig, strict_columns: bool = False, data: bytes | None = None
+) -> pl.DataFrame:
+    source = io.BytesIO(data) if data is not None else file
     try:
         if file.suffix.lower() == ".csv":
             # Read everything as text; the contract casts strictly and names the rows that do not fit.
-            raw = pl.read_csv(file, separator=cfg.csv_separator, infer_schema=False)
+            raw = pl.read_csv(source, separator=cfg.csv_separator, infer_schema=False)
         else:
-            raw = pl.read_parquet(file)
+            raw = pl.read_parquet(source)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"{file}: cannot be read: {exc}") from exc
     if raw.height == 0:
