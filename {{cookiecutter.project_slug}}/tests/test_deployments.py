@@ -4,13 +4,16 @@ running a retrain. `served` stops both processes at the end."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import polars as pl
@@ -24,14 +27,16 @@ from {{ cookiecutter.package_name }}.artifacts.registry import open_registry
 from {{ cookiecutter.package_name }}.artifacts.runs import list_runs
 from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.data.synthetic import generate
-from {{ cookiecutter.package_name }}.settings import Settings, SyntheticConfig, load_settings
+from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings, StorageConfig, SyntheticConfig, load_settings
 
 # The flows as a worker loads them: by file path, from the project root.
 LANDING_RESOURCE = load_entrypoint("flows/schedule.py:LANDING_RESOURCE")
 build_deployments = load_entrypoint("flows/schedule.py:build_deployments")
 DATASET_RESOURCE = load_entrypoint("flows/monitor.py:DATASET_RESOURCE")
-_wait_for_run = load_entrypoint("flows/simulate.py:_wait_for_run")
-served = load_entrypoint("flows/simulate.py:served")
+_wait_for_run, served, _spawn, _stop, _free_port, _wait_healthy = (
+    load_entrypoint(f"flows/simulate.py:{name}")
+    for name in ("_wait_for_run", "served", "_spawn", "_stop", "_free_port", "_wait_healthy")
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"
@@ -44,7 +49,11 @@ def _settings(tmp_path: Path) -> Settings:
         {
             "data": {"synthetic": {"n_users": 300, "n_items": 200, "n_interactions": 6_000}},
             "storage": {"uri": str(tmp_path / "artifacts")},
-            "ingest": {"landing": str(tmp_path / "landing"), "quarantine": str(tmp_path / "quarantine")},
+            "ingest": {
+                "landing": str(tmp_path / "landing"),
+                "quarantine": str(tmp_path / "quarantine"),
+                "settle_seconds": 1,
+            },
             "deploy": {"pipeline_cron": "15 2 * * *", "monitor_cron": "*/30 * * * *"},
         },
     )
@@ -70,44 +79,230 @@ def test_deployments_carry_schedules_triggers_and_settings(tmp_path: Path) -> No
     assert not on_new_data.schedules and not on_drift.schedules
 
 
-def test_prefect_yaml_declares_the_same_deployments() -> None:
+def _declared(deployment: Any) -> dict[str, Any]:
+    """What a deployment of `serve` declares, in prefect.yaml's terms."""
+    return {
+        "name": deployment.name,
+        "entrypoint": deployment.entrypoint,
+        "parameters": deployment.parameters,
+        "schedules": [
+            {"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active}
+            for s in deployment.schedules
+        ],
+        "triggers": [
+            {
+                "name": t.name,
+                "expect": sorted(t.expect),
+                "match": t.match.model_dump(),
+                "parameters": t.parameters,
+                "enabled": t.enabled,
+            }
+            for t in deployment.triggers
+        ],
+    }
+
+
+def test_prefect_yaml_declares_the_same_deployments_as_serve() -> None:
+    """One definition: `serve` (flows/schedule.py) and deployments/prefect.yaml agree field for field."""
     declared = yaml.safe_load((PROJECT_ROOT / "deployments" / "prefect.yaml").read_text())["deployments"]
-    by_name = {d["name"]: d for d in declared}
-    assert set(by_name) == {"nightly", "hourly", "on-new-data", "on-drift"}
-    defaults = load_settings([DEFAULT]).deploy
-    assert by_name["nightly"]["schedules"][0]["cron"] == defaults.pipeline_cron
-    assert by_name["hourly"]["schedules"][0]["cron"] == defaults.monitor_cron
-    assert by_name["on-new-data"]["triggers"][0]["expect"] == [defaults.new_data_event]
-    assert by_name["on-drift"]["triggers"][0]["expect"] == [defaults.drift_event]
+    from_yaml = [
+        {
+            "name": d["name"],
+            "entrypoint": d["entrypoint"],
+            "parameters": d.get("parameters", {}),
+            "schedules": d.get("schedules", []),
+            "triggers": [
+                {k: v for k, v in t.items() if k != "type"} | {"expect": sorted(t["expect"])}
+                for t in d.get("triggers", [])
+            ],
+        }
+        for d in declared
+    ]
+    defaults = load_settings([DEFAULT])
+    served_ones = build_deployments(defaults, {"config_files": ["configs/default.yaml"]})
+    assert from_yaml == [_declared(d) for d in served_ones]
     for d in declared:
-        module, _, function = d["entrypoint"].partition(":")
-        assert (PROJECT_ROOT / module).is_file() and function, d["entrypoint"]
+        assert d["work_pool"]["name"] == "local-process"
+        path, _, function = d["entrypoint"].partition(":")
+        assert (PROJECT_ROOT / path).is_file()
+        assert load_entrypoint(d["entrypoint"]).name == function.replace("_", "-")  # a flow, loadable
 
 
-@pytest.mark.usefixtures("prefect_server")
-def test_prefect_deploy_registers_every_deployment_with_a_real_server(tmp_path: Path) -> None:
-    """The documented team path: create the work pool, then `prefect deploy --all` from the project root."""
+def _copy_project(target: Path) -> Path:
+    """The project's own files a worker needs (configs, flows, deployments), in another folder: the package
+    stays installed where it is, as in a second checkout of the project."""
+    for part in ("configs", "flows", "deployments"):
+        shutil.copytree(PROJECT_ROOT / part, target / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def _tail(log: Path) -> str:
+    return log.read_text()[-4000:] if log.is_file() else ""
+
+
+def _wait_final(client: Any, run_id: Any, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(run_id)
+        if run.state is not None and run.state.is_final():
+            return run
+        time.sleep(1)
+    raise TimeoutError(f"flow run {run_id} did not finish within {timeout:.0f}s")
+
+
+@pytest.fixture
+def team_databases(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The team set-up's databases where PostgreSQL is installed (always in CI): the Prefect server's and the
+    registry's, each new; elsewhere {} (the server on SQLite, the registry in the store)."""
+    try:
+        create = request.getfixturevalue("postgres_database")
+    except pytest.skip.Exception:
+        return {}
+    return {"prefect": create("asyncpg"), "registry": create("psycopg")}
+
+
+@pytest.mark.e2e
+def test_team_path_with_a_real_worker_runs_every_deployment(
+    tmp_path: Path, team_databases: dict[str, str]
+) -> None:
+    """The README's team path, verbatim: `prefect server start`, work_pool.py, `prefect deploy --all`,
+    `prefect worker start`, from a copy of the project. The nightly retrain, the new-data event (sent with
+    curl as the README shows), the monitor and the drift event each run to completion on the worker, and the
+    worker's task results are the ones the CLI finds (one result store)."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
+    from prefect.deployments import run_deployment
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    pool = [sys.executable, "deployments/work_pool.py", "local-process"]
-    deploy = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
-    deploy += ["--prefect-file", "deployments/prefect.yaml"]
-    for command in (pool, deploy):
-        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    project = _copy_project(tmp_path / "project")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    prefix = f"{PACKAGE.upper()}_"
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": url,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick runs up promptly (default 10 s)
+        "PYTHONPATH": str(PROJECT_ROOT),  # the installed package (flows/ come from the copy, the cwd)
+        # The worker's settings come from configs/default.yaml and its environment, as in compose.yaml.
+        f"{prefix}DATA__SYNTHETIC__N_USERS": "300",
+        f"{prefix}DATA__SYNTHETIC__N_ITEMS": "200",
+        f"{prefix}DATA__SYNTHETIC__N_INTERACTIONS": "6000",
+    }
+    server_env = {**env, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    if team_databases:
+        server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = team_databases["prefect"]
+        env[f"{prefix}REGISTRY__URL"] = team_databases["registry"]
+    logs = tmp_path / "logs"
+    server = _spawn(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        server_env,
+        project,
+        logs / "server.log",
+    )
+    worker = None
+    try:
+        _wait_healthy(url, timeout=180)
+        for command in (
+            [sys.executable, "deployments/work_pool.py", "local-process"],
+            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
+            + ["--prefect-file", "deployments/prefect.yaml"],
+        ):
+            done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        worker = _spawn(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "local-process", "--limit", "1"],
+            env,
+            project,
+            logs / "worker.log",
+        )
+        with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
 
-    with get_client(sync_client=True) as client:
-        found = {}
-        for name in ("retrain/nightly", "monitor/hourly", "ingest-and-train/on-new-data", "retrain/on-drift"):
-            found[name] = client.read_deployment_by_name(name)
-        working_dir = client.read_work_pool("local-process").base_job_template["variables"]["properties"]
-    assert {d.work_pool_name for d in found.values()} == {"local-process"}
-    defaults = load_settings([DEFAULT]).deploy
-    assert found["retrain/nightly"].schedules[0].schedule.cron == defaults.pipeline_cron
-    assert found["monitor/hourly"].schedules[0].schedule.cron == defaults.monitor_cron
-    assert working_dir["working_dir"]["default"] == "."
+            def finished(run_id: Any) -> Any:
+                run = _wait_final(client, run_id)
+                assert run.state.is_completed(), (run.name, run.state, _tail(logs / "worker.log"))
+                return run
+
+            started = time.monotonic()
+            finished(run_deployment("retrain/nightly", timeout=0).id)
+            nightly_seconds = time.monotonic() - started
+            store = project / "artifacts"
+            assert list((store / "prefect-results").iterdir()), "task results outside the artifact store"
+            assert len(list_runs(open_store(StorageConfig(uri=str(store))))) == 1
+
+            # The CLI, in the same project, finds the worker's task results: nothing is computed again.
+            cli = subprocess.run(
+                [sys.executable, "-m", PACKAGE, "run", "--set", "promotion.enabled=false"],
+                cwd=project, env=env, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
+            # (inspect-inputs always runs: it hashes the input files)
+            assert "tasks: 1 ran, 5 cached (ingest, validate, split, train, evaluate)" in cli.stdout, (
+                cli.stdout
+            )
+
+            # A batch lands; another system announces it with curl, as the README shows.
+            landing = project / "landing"
+            landing.mkdir()
+            partial = landing / ".batch-0042.csv.partial"
+            EVENTS.slice(0, 2_000).with_columns(pl.col("timestamp") + 86_400 * 200).write_csv(partial)
+            partial.rename(landing / "batch-0042.csv")
+            landed, emitted = time.monotonic(), datetime.now(UTC)
+            body = [
+                {
+                    "id": str(uuid.uuid4()),
+                    "occurred": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "event": f"{PACKAGE}.data.arrived",
+                    "resource": {"prefect.resource.id": f"{PACKAGE}.landing.batch-0042.csv"},
+                    "payload": {"path": str(landing / "batch-0042.csv")},
+                }
+            ]
+            curl = [
+                "curl",
+                "-sS",
+                "-f",
+                "-X",
+                "POST",
+                f"{url}/events",
+                "-H",
+                "Content-Type: application/json",
+            ]
+            sent = subprocess.run(curl + ["-d", json.dumps(body)], capture_output=True, text=True, timeout=30)
+            assert sent.returncode == 0, sent.stderr
+            on_new_data = client.read_deployment_by_name("ingest-and-train/on-new-data").id
+            ingested = _wait_for_run(client, on_new_data, emitted, timeout=300)
+            landing_to_trained = time.monotonic() - landed
+            assert ingested.state.is_completed(), (ingested.state, _tail(logs / "worker.log"))
+            assert ingested.parameters["path"].endswith("batch-0042.csv")
+            assert not (landing / "batch-0042.csv").exists()
+
+            monitored = finished(run_deployment("monitor/hourly", timeout=0).id)
+
+            emitted = datetime.now(UTC)
+            emit_event(
+                event=f"{PACKAGE}.drift.detected",
+                resource={"prefect.resource.id": DATASET_RESOURCE},
+                payload={"reasons": ["test"]},
+            )
+            on_drift = client.read_deployment_by_name("retrain/on-drift").id
+            retrained = _wait_for_run(client, on_drift, emitted, timeout=300)
+            assert retrained.state.is_completed(), (retrained.state, _tail(logs / "worker.log"))
+            assert retrained.parameters["reason"] == "drift"
+
+            # No flow run that ran (the schedules also made future ones) crashed or failed.
+            ran = [r for r in client.read_flow_runs() if r.state is not None and r.state.is_final()]
+            assert len(ran) >= 5 and all(r.state.is_completed() for r in ran), [
+                (r.name, r.state.name, r.state.message) for r in ran
+            ]
+            EventsWorker.drain_all(timeout=30, at_exit=False)
+        print(
+            f"worker: nightly retrain {nightly_seconds:.1f} s; file landed -> ingest-and-train completed "
+            f"{landing_to_trained:.1f} s; monitor {monitored.total_run_time.total_seconds():.1f} s run time"
+        )
+    finally:
+        if worker is not None:
+            _stop(worker)
+        _stop(server)
 
 
 @pytest.mark.e2e

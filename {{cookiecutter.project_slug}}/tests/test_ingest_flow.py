@@ -27,6 +27,7 @@ def _invoke(tmp_path: Path, *args: str) -> tuple[int, str]:
         "--set", f"ingest.landing={tmp_path / 'landing'}",
         "--set", f"ingest.quarantine={tmp_path / 'quarantine'}",
         "--set", f"storage.uri={tmp_path / 'store'}",
+        "--set", "ingest.settle_seconds=0",  # whole files, written just before
     ]  # fmt: skip
     result = CliRunner().invoke(app, [*args, *options], env={"COLUMNS": "200"})
     return result.exit_code, result.output

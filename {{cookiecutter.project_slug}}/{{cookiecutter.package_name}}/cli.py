@@ -1,5 +1,5 @@
 """The command line: `run` the pipeline, `ingest` batches, `runs`/`lineage`/`compare`/`reproduce`, the
-`models` registry, `recommend`, `benchmark`, `config`.
+`models` registry, `recommend`, `benchmark`, `config`, `serve-files` (the store's links for the Prefect UI).
 
 This is the entry point, so it is where settings are loaded (once) and where process-wide defaults for
 Prefect, GX and Evidently (telemetry off, a patient local-server start) are set, before they are imported.
@@ -13,6 +13,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import unquote, urlsplit
 
 import typer
 from pydantic import ValidationError
@@ -81,7 +82,7 @@ def run(
     state = _run_pipeline(settings)
     if not state.is_completed():
         _fail(f"pipeline {state.name}: {_state_message(state)}", code=1)
-    _print_summary(state.result())
+    _print_summary(state.result(), open_store(settings.storage))
 
 
 @app.command()
@@ -228,11 +229,13 @@ def ingest(
     if path is not None and not path.is_file():
         _fail(f"batch file does not exist: {path}", code=2)
     ingest_flow = load_entrypoint("flows/ingest.py:ingest")
+    outcomes_of = load_entrypoint("flows/ingest.py:outcomes_of")
 
     state = ingest_flow(settings.resolved(), path=str(path) if path else None, return_state=True)
-    outcomes = state.result(raise_on_failure=False)
-    if not isinstance(outcomes, list):  # the flow crashed before it could report on batches
+    outcomes = outcomes_of(state)
+    if outcomes is None:  # the flow crashed before it could report on batches
         _fail(f"ingest {state.name}: {_state_message(state)}", code=1)
+    store = open_store(settings.storage)
     for o in outcomes:
         name = Path(o["file"]).name
         if o["accepted"]:
@@ -240,10 +243,15 @@ def ingest(
             console.print(
                 f"[green]taken in[/] {name}: {note}; snapshot {str(o['snapshot'])[:12]}", soft_wrap=True
             )
-        else:
+        elif o["quarantined_to"]:
             console.print(f"[red]refused[/] {name} -> {o['quarantined_to']}", soft_wrap=True)
+        else:
+            console.print(f"[yellow]left[/] {name} in the landing zone", soft_wrap=True)
+        if not o["accepted"]:
             for reason in o["reasons"]:
                 console.print(f"  - {reason}", soft_wrap=True, highlight=False)
+        if o.get("docs"):
+            console.print(f"  data docs: {_link(store, o['docs'] + '/index.html')}", soft_wrap=True)
     if not outcomes:
         console.print(f"nothing waiting in {settings.ingest.landing}")
     if not state.is_completed():
@@ -444,14 +452,14 @@ def models_rollback(
 
 @models_app.command("history")
 def models_history(config: ConfigOption = None, set_: SetOption = None) -> None:
-    """Every alias move: when, what, by whom or which run, and why."""
+    """Every alias move and version reuse: when, what, by whom or which run, and why."""
     registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
     moves = registry.history()
     for m in moves:
         before = "-" if m.from_version is None else f"v{m.from_version}"
         after = "-" if m.to_version is None else f"v{m.to_version}"
         console.print(
-            f"{m.at.replace('T', ' ')[:19]}  {m.alias:<10} {m.action:<8} {before:>4} -> {after:<4} "
+            f"{m.at.replace('T', ' ')[:19]}  {m.alias or '-':<10} {m.action:<8} {before:>4} -> {after:<4} "
             f"by {m.actor}: {m.reason}",
             soft_wrap=True,
             highlight=False,
@@ -523,9 +531,12 @@ def monitor(config: ConfigOption = None, set_: SetOption = None) -> None:
     console.print(f"champion v{result.get('champion')}: {verdict}", highlight=False)
     for reason in result["reasons"]:
         console.print(f"  - {reason}", soft_wrap=True, highlight=False)
+    store = open_store(settings.storage)
     for name in ("events_report", "predictions_report"):
         if name in result:
-            console.print(f"  {name.replace('_', ' ')}: {result[name]}", soft_wrap=True)
+            console.print(f"  {name.replace('_', ' ')}: {_link(store, result[name])}", soft_wrap=True)
+    if "event" in result:  # emitted, or held back as already reported
+        console.print(f"  event: {result['event']['message']}", soft_wrap=True, highlight=False)
     if result["drifted"]:
         raise typer.Exit(1)
 
@@ -542,84 +553,72 @@ def serve(config: ConfigOption = None, set_: SetOption = None) -> None:
     serve_all(settings, {"config": settings.resolved()})
 
 
+@app.command("serve-files")
+def serve_files(
+    port: Annotated[int | None, typer.Option(help="Port [the one in storage.public_url]")] = None,
+    host: Annotated[str, typer.Option(help="Interface (loopback: this machine only).")] = "127.0.0.1",
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Serve the local artifact store read-only over HTTP, so the links in the Prefect UI open.
+
+    Start it next to `prefect server start`; links point at storage.public_url. Runs until interrupted.
+    """
+    from .artifacts.files import file_server
+
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    store = open_store(settings.storage)
+    if not store.uri_of("").startswith("file://"):
+        _fail("the artifact store is on S3: its links are presigned, there is nothing to serve", code=2)
+    public = urlsplit(settings.storage.public_url or "")
+    try:
+        server = file_server(Path(store.root), host, port or public.port or 4201)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port or public.port or 4201}: {exc}", code=2)
+    bound = f"http://{server.server_address[0]}:{server.server_address[1]}"
+    console.print(f"serving {store.root} read-only on {bound} (links: {settings.storage.public_url})")
+    if settings.storage.public_url is None:
+        console.print("[yellow]storage.public_url is null: links in the UI stay file:// until it is set[/]")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @app.command()
 def watch(
     interval: Annotated[float, typer.Option(help="Seconds between looks at the landing zone.")] = 2.0,
-    once: Annotated[bool, typer.Option(help="Look once, announce what is there, and exit.")] = False,
+    once: Annotated[
+        bool, typer.Option(help="Announce what is ready (after files still arriving settle), then exit.")
+    ] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
     """Emit the new-data event for each file that lands in the landing zone (the served deployments react)."""
     settings = _load(config, _cli_overrides(pairs=set_ or []))
     _quiet_defaults()
-    import itertools
     import time
 
     from .artifacts.landing import LandingZone
 
     emit_new_data = load_entrypoint("flows/schedule.py:emit_new_data")
 
+    # One zone for the whole watch: it remembers what it saw, so a file seen changing waits again.
     zone, announced = LandingZone(settings.ingest), _Announced(Path(settings.ingest.landing))
-    sizes: dict[Path, int] = {}
     console.print(f"watching {zone.landing} (event {settings.deploy.new_data_event})")
-    for look in itertools.count():
-        for file in zone.waiting():
-            size = file.stat().st_size
-            # Announce a file once its size held still for one interval: a copy in progress is not a batch.
-            if sizes.get(file) == size and not announced.seen(file):
+    while True:
+        ready, settling = zone.look()  # ready: unchanged for ingest.settle_seconds, not a temporary name
+        for file in ready:
+            if not announced.seen(file):
+                size = file.stat().st_size
                 emit_new_data(settings, str(file.resolve()), size)
                 announced.add(file)
                 console.print(f"announced {file.name} ({size:,} bytes)")
-            sizes[file] = size
-        if once and look == 1:  # two looks: the second confirms sizes and announces
+        if once and not settling:  # --once still waits for files that are arriving
             return
         time.sleep(interval)
-
-
-@app.command()
-def simulate(
-    data: Annotated[
-        Path | None, typer.Option(help="A MovieLens directory to replay (default: the synthetic data).")
-    ] = None,
-    batches: Annotated[int, typer.Option(min=3, help="Batches after the initial load.")] = 4,
-    config: ConfigOption = None,
-    set_: SetOption = None,
-) -> None:
-    """Replay a dataset as time-ordered batches through the served deployments and print a timeline.
-
-    Normal batches go ingest -> validate -> train -> evaluate -> promotion; a shifted batch raises drift and
-    a retrain; a corrupt batch is quarantined while the champion keeps serving. Starts a temporary Prefect
-    server unless PREFECT_API_URL is set, and `serve` against it; stops both at the end.
-    """
-    overrides = _cli_overrides(pairs=set_ or [])
-    if data is not None:
-        if not data.exists():
-            _fail(f"data path does not exist: {data}", code=2)
-        overrides = deep_merge(overrides, {"data": {"source": "movielens", "path": str(data)}})
-    settings = _load(config, overrides)
-    if settings.data.source == "snapshot":
-        _fail("simulate replays a dataset: use --data or data.source synthetic/movielens/file", code=2)
-    _quiet_defaults()
-    import time
-
-    from .data import sources
-
-    format_step = load_entrypoint("flows/simulate.py:format_step")
-    served = load_entrypoint("flows/simulate.py:served")
-    replay = load_entrypoint("flows/simulate.py:simulate")
-    from .simulation import plan_batches
-
-    planned = plan_batches(sources.load(settings.data, settings.seed), n_batches=batches)
-    for batch in planned:
-        console.print(f"{batch.name:<18} {batch.rows:>8,} events  {batch.describe()}")
-    started = time.monotonic()
-    logs = Path(settings.ingest.landing).resolve().parent / "simulate-logs"
-    with served(settings, Path.cwd(), console.print, logs) as url:
-        console.print(f"Prefect UI: {url.removesuffix('/api')}  (server and serve logs in {logs})")
-        steps = replay(settings, planned, lambda step: console.print(format_step(step), highlight=False))
-    console.print(f"\n[bold]timeline[/] ({time.monotonic() - started:.0f} s)")
-    for step in steps:
-        console.print(format_step(step), soft_wrap=True, highlight=False)
 
 
 class _Announced:
@@ -797,7 +796,7 @@ def _task_states(tasks: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: dict[str, Any], store: ArtifactStore) -> None:
     data, outputs = summary["dataset"], summary["outputs"]
     table = Table(title=f"{summary['model']} on {data['source']} dataset {data['id'][:12]}")
     table.add_column("metric")
@@ -814,17 +813,27 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"split: {summary['split']['strategy']}, {summary['split']['train_rows']:,} train / "
         f"{summary['split']['test_rows']:,} test\n"
         f"tasks: {_task_states(summary['tasks'])}\n"
-        f"report:   {outputs['report']}\nmanifest: {outputs['manifest']}\nstore:    {outputs['store']}",
+        f"report:   {_link(store, outputs['report'])}\nmanifest: {_link(store, outputs['manifest'])}\n"
+        f"store:    {outputs['store']}",
         soft_wrap=True,  # keep URIs whole (copyable) whatever the terminal width
     )
     promotion = summary.get("promotion")
-    if promotion:
+    if promotion and promotion.get("decided_before"):  # the same model on the same data: nothing judged
+        console.print(f"model {promotion['summary']}", soft_wrap=True, highlight=False)
+    elif promotion:
         verdict = "[green]promoted to champion[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
+        reused = " (reused: same model and data, judged now)" if promotion.get("reused") else ""
         console.print(
-            f"model version {promotion['version']}: {verdict}. {promotion['decision']['reason']}",
+            f"model version {promotion['version']}{reused}: {verdict}. {promotion['decision']['reason']}",
             soft_wrap=True,
             highlight=False,
         )
+
+
+def _link(store: ArtifactStore, uri: str) -> str:
+    """Where to open a stored file: its http(s) link (`serve-files`, or presigned on S3), else its path."""
+    link = store.link(uri)
+    return link if link.startswith(("http://", "https://")) else unquote(link.removeprefix("file://"))
 
 
 def _state_message(state: Any) -> str:
