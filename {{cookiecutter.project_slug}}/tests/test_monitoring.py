@@ -151,6 +151,7 @@ def test_a_change_of_hours_alone_is_not_drift(windows) -> None:
     assert not result.drifted, result.reasons
     context = {c["column"]: c for c in result.event_columns if not c["counted"]}
     assert set(context) == {"hour_of_day", "day_of_week"}
+    assert not any(c["counted"] for c in result.prediction_columns)
     assert all(c["drifted"] for c in context.values())
     assert result.event_drift_share == 0.0
     assert "| hour_of_day |" in result.markdown() and "(context, not counted)" in result.markdown()

@@ -275,9 +275,11 @@ class MonitorConfig(_Section):
     noise_allowance: float = Field(
         2.0, ge=0, description="Thresholds never below this x sqrt(1/users_before + 1/users_now)."
     )
+    # Hour and day record session bursts, not taste; the prediction features compare the champion on users
+    # it trained on with users it did not (see monitoring.py): reported, never counted.
     context_columns: list[str] = Field(
-        default_factory=lambda: ["hour_of_day", "day_of_week"],
-        description="Features reported but never counted towards drift (session burstiness, not taste).",
+        default_factory=lambda: ["hour_of_day", "day_of_week", "score", "recommended_item_popularity"],
+        description="Features reported but never counted towards drift.",
     )
     max_decay: float = Field(
         0.05, ge=0, description="Largest tolerated drop of the primary metric on new events (absolute)."
