@@ -3,27 +3,30 @@
 Reads the champion (registry), its training data (store) and the current snapshot (landing pointer), runs
 `monitoring.check`, stores the result (JSON) and the Evidently reports (HTML) as artifacts, publishes a
 markdown summary and links in the Prefect UI, and emits `deploy.drift_event` when drift or decay passes a
-threshold; the `retrain` deployment listens for that event.
+threshold; the `retrain` deployment listens for that event. The event goes out once per champion and
+snapshot and at most once per `deploy.drift_cooldown_minutes` (alerts.py): the registry records each one,
+and a check that finds it recorded says so instead of emitting again.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.events import emit_event
+from prefect.runtime import flow_run
 
 from flows.ui import ARTIFACT_PREFIX
-from {{ cookiecutter.package_name }} import monitoring, serving
+from {{ cookiecutter.package_name }} import alerts, monitoring, serving
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
-from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, open_registry
-from {{ cookiecutter.package_name }}.settings import PACKAGE, settings_for_flow
+from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, ModelVersion, Registry, open_registry
+from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings, settings_for_flow
 
 DATASET_RESOURCE = f"{PACKAGE}.dataset.interactions"
 LATEST = "monitor/latest.json"  # the newest check, by name, for people and for `simulate`
@@ -73,19 +76,46 @@ def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None
     )
     log.info("monitor: %s", "; ".join(result.reasons))
     if result.drifted:
+        outcome["event"] = _emit_once(settings, registry, champion, pointer["snapshot"]["id"], result)
+    return _latest(store, outcome)
+
+
+def _emit_once(
+    settings: Settings,
+    registry: Registry,
+    champion: ModelVersion,
+    snapshot_id: str,
+    result: monitoring.DriftCheck,
+) -> dict[str, Any]:
+    """Emit the drift event unless this champion and snapshot were reported already or the cooldown holds.
+
+    The acknowledgement is recorded before the event goes out, in the transaction that decides, so two
+    monitors at once cannot both emit. Should this process die between the two, the window's event is lost:
+    at most one retrain is the promise, and the nightly retrain still comes.
+    """
+    signals = alerts.signals(result, settings.monitor.max_decay)
+    decision = registry.acknowledge_drift(
+        champion.version,
+        snapshot_id,
+        signals,
+        actor=f"monitor run {flow_run.get_id() or 'local'}",
+        cooldown=timedelta(minutes=settings.deploy.drift_cooldown_minutes),
+    )
+    if decision.emit:
         emit_event(
             event=settings.deploy.drift_event,
             resource={"prefect.resource.id": DATASET_RESOURCE},
             payload={
                 "reasons": result.reasons,
                 "champion": champion.version,
+                "signals": list(signals),
                 "event_drift_share": result.event_drift_share,
                 "decay": result.performance.get("decay"),
-                "snapshot": pointer["snapshot"]["id"],
+                "snapshot": snapshot_id,
             },
         )
-        log.info("emitted %s", settings.deploy.drift_event)
-    return _latest(store, outcome)
+    get_run_logger().info("%s: %s", settings.deploy.drift_event, decision.message)
+    return decision.to_dict()
 
 
 def _latest(store: ArtifactStore, outcome: dict[str, Any]) -> dict[str, Any]:

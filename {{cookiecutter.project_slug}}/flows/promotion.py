@@ -4,6 +4,12 @@
 against the current champion (or popularity), optionally wait for a person's approval in the Prefect UI, then
 move the champion alias with a compare-and-swap. If another run moved the champion in between, the challenger
 is judged again against the new champion, so a model never replaces one it was not compared with.
+
+A run whose model bytes and snapshot equal an existing version's gets that version back from the registry (a
+fully cached rerun, a retrain on drift that changed nothing). A version judged before keeps its decision and
+is not judged again: the same model on the same data would meet the same policy, and judging it anew would
+only add a second, contradicting record should the champion have changed meanwhile. A version registered
+but never judged (its run stopped in between) is judged now.
 """
 
 from __future__ import annotations
@@ -18,7 +24,14 @@ from prefect.input import RunInput
 from flows.ui import ARTIFACT_PREFIX
 from {{ cookiecutter.package_name }} import serving
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
-from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, RegistryError, StaleAlias, open_registry
+from {{ cookiecutter.package_name }}.artifacts.registry import (
+    CHAMPION,
+    DecisionRecord,
+    ModelVersion,
+    RegistryError,
+    StaleAlias,
+    open_registry,
+)
 from {{ cookiecutter.package_name }}.evaluation import evaluate
 from {{ cookiecutter.package_name }}.models import build_model
 from {{ cookiecutter.package_name }}.promotion import Decision, decide
@@ -42,10 +55,16 @@ class Approval(RunInput):
 
 
 @task(name="register")
-def register_task(manifest: dict[str, Any], registry_cfg: RegistryConfig, storage: StorageConfig) -> int:
-    version = open_registry(registry_cfg, storage).register(manifest, actor=f"run {manifest['run_id']}")
-    get_run_logger().info("registered model version %d (%s)", version.version, version.model_name)
-    return version.version
+def register_task(
+    manifest: dict[str, Any], registry_cfg: RegistryConfig, storage: StorageConfig
+) -> dict[str, Any]:
+    """Register the run's model, or reuse the version that holds the same model on the same snapshot."""
+    registry = open_registry(registry_cfg, storage)
+    version = registry.register(manifest, actor=f"run {manifest['run_id']}")
+    judged = registry.decisions(version.version)
+    outcome = _registration(version, version.run_id != manifest["run_id"], judged[-1] if judged else None)
+    get_run_logger().info(outcome["summary"])
+    return outcome
 
 
 @task(name="judge")
@@ -116,12 +135,21 @@ def promote_task(
 def promote_model(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
     """Register, judge and maybe promote the model of a finished run (inside the pipeline flow)."""
     policy, storage, registry_cfg = settings.promotion, settings.storage, settings.registry
-    version = register_task(manifest, registry_cfg, storage)
+    registered = register_task(manifest, registry_cfg, storage)
+    version, reused = registered["version"], registered["reused"]
+    if registered["decided_before"]:  # its decision stands; nothing moves
+        return {**registered, "promoted": False}
     actor = f"run {manifest['run_id']}"
     for _ in range(_ATTEMPTS):
         judged = judge_task(version, policy, settings.evaluation, settings.seed, registry_cfg, storage)
         decision = Decision(**judged["decision"])
-        outcome = {"version": version, "decision": judged["decision"], "decision_ref": judged["decision_ref"]}
+        outcome = {
+            "version": version,
+            "reused": reused,
+            "decided_before": False,
+            "decision": judged["decision"],
+            "decision_ref": judged["decision_ref"],
+        }
         if not decision.promote:
             return {**outcome, "promoted": False}
         reason = decision.reason
@@ -145,3 +173,33 @@ def promote_model(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any
         if not swapped["stale"]:
             return {**outcome, "promoted": True}
     raise RegistryError(f"the champion moved {_ATTEMPTS} times while version {version} was being judged")
+
+
+def _registration(held: ModelVersion, reused: bool, decision: DecisionRecord | None) -> dict[str, Any]:
+    """What promotion needs to know of a registration: the version, whether it was reused and, when an earlier
+    decision about it stands (`decision`: the latest), that decision and a summary a person reads."""
+    version, holds = held.version, CHAMPION in held.aliases
+    outcome: dict[str, Any] = {"version": version, "reused": reused, "decided_before": False}
+    if not reused:
+        return {**outcome, "summary": f"registered model version {version} ({held.model_name})"}
+    outcome["decided_before"] = True
+    if decision is not None:
+        d = decision
+        verdict = "promoted" if d.promoted else "not promoted"
+        now = {(True, False): " (no longer the champion)", (False, True): " (now the champion)"}.get(
+            (bool(d.promoted), holds), ""
+        )
+        outcome["decision"] = {"promote": bool(d.promoted), "reason": d.reason, "reference": d.reference}
+        outcome["decision_id"] = d.decision_id
+        outcome["summary"] = (
+            f"version {version} reused (same model and data), decision: {verdict} against the {d.reference} "
+            f"at {d.at[:19].replace('T', ' ')} UTC{now}. {d.reason}"
+        )
+    elif holds:  # promoted by hand, never judged: nothing to judge it against
+        reason = "made the champion by hand, without a promotion decision"
+        outcome["decision"] = {"promote": True, "reason": reason, "reference": "none"}
+        outcome["summary"] = f"version {version} reused (same model and data), decision: {reason}"
+    else:  # registered by a run that stopped before its judgement
+        outcome["decided_before"] = False
+        outcome["summary"] = f"version {version} reused (same model and data), never judged: judging it now"
+    return outcome

@@ -84,7 +84,7 @@ def simulate(
             latest = json.loads(open_store(settings.storage).read_text(LATEST))
             verdict = "DRIFT: " if latest.get("drifted") else "no drift: "
             record(batch, "monitor", checked, verdict + "; ".join(latest.get("reasons", [])))
-            if latest.get("drifted"):
+            if latest.get("event", {}).get("emit"):  # drift held back as already reported starts no retrain
                 before = _registry_state(settings)
                 retrained = _wait_for_run(client, ids["retrain/on-drift"], _started_at(checked), timeout)
                 record(batch, "retrain", retrained, _model_detail(settings, before))

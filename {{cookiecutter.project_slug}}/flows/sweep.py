@@ -157,7 +157,7 @@ def _rebuild_and_register(settings: Settings, best: ModelConfig) -> dict[str, An
     """The winner, rebuilt by the pipeline (a subflow; its data steps are cache hits), as the challenger."""
     chosen = settings.updated({"model": best.model_dump(), "promotion": {"enabled": False}})
     manifest = pipeline(chosen.resolved())
-    version = register_task(manifest, settings.registry, settings.storage)
+    version = register_task(manifest, settings.registry, settings.storage)["version"]
     get_run_logger().info(
         "version %d (%s, run %s) is the challenger; `models promote %d --reason ...` makes it the champion",
         version,

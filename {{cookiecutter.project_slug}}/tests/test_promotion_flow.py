@@ -89,11 +89,32 @@ def test_promotion_rollback_and_serving_through_the_pipeline(small_settings: Set
     assert one.equals(restored.recommend(users[:1], 5).drop("score"))
 
 
-def test_a_rerun_of_the_champion_is_registered_but_not_promoted(small_settings: Settings) -> None:
-    assert _run(small_settings, name="ease")["promotion"]["promoted"]  # beats popularity
+def test_a_cached_rerun_reuses_the_version_and_keeps_its_decision(small_settings: Settings) -> None:
+    first = _run(small_settings, name="ease")
+    assert first["promotion"]["promoted"] and first["promotion"]["version"] == 1  # beats popularity
+    rerun = _run(small_settings, name="ease")
+    assert {t["state"] for name, t in rerun["tasks"].items() if name != "inspect-inputs"} == {"Cached"}
+    again = rerun["promotion"]
+    assert again["version"] == 1 and again["reused"] and again["decided_before"] and not again["promoted"]
+    assert again["summary"].startswith(
+        "version 1 reused (same model and data), decision: promoted against the popularity baseline at "
+    )
+    registry = open_registry(small_settings.registry, small_settings.storage)
+    assert [v.version for v in registry.versions()] == [1]
+    assert len(registry.decisions(1)) == 1  # not judged again
+    reuse = registry.history()[-1]
+    assert (reuse.action, reuse.to_version, reuse.actor) == ("reuse", 1, f"run {rerun['run_id']}")
+
+
+def test_a_reused_version_never_judged_is_judged_now(small_settings: Settings) -> None:
+    """A run registered its model, then stopped before the judgement: the next identical run judges it."""
+    unjudged = _run(small_settings.updated({"promotion": {"enabled": False}}), name="ease")
+    registry = open_registry(small_settings.registry, small_settings.storage)
+    assert registry.register(unjudged, actor="a run that stopped").version == 1
     again = _run(small_settings, name="ease")["promotion"]
-    assert not again["promoted"]
-    assert again["decision"]["comparison"]["difference"] == 0.0  # the same model, bit for bit
+    assert again["version"] == 1 and again["reused"] and not again["decided_before"]
+    assert again["promoted"] and again["decision"]["reference"] == "popularity baseline"
+    assert [v.version for v in registry.versions()] == [1] and len(registry.decisions(1)) == 1
 
 
 def test_manual_approval_pauses_until_a_person_answers(small_settings: Settings) -> None:

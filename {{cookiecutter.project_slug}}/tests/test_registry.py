@@ -1,9 +1,11 @@
-"""The registry: versions, transactional alias moves, rollback, history (SQLite), and parallel promotions and
-schema creation from several processes, on SQLite and on PostgreSQL."""
+"""The registry: versions, reuse of a version for the same model and data, transactional alias moves,
+rollback, history, drift acknowledgements (SQLite), and parallel promotions, registrations, acknowledgements
+and schema creation from several processes, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import multiprocessing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from {{ cookiecutter.package_name }}.artifacts.registry import (
     CHALLENGER,
     CHAMPION,
+    NO_ALIAS,
     Registry,
     RegistryError,
     StaleAlias,
@@ -21,16 +24,18 @@ from {{ cookiecutter.package_name }}.artifacts.registry import (
 from {{ cookiecutter.package_name }}.settings import RegistryConfig, StorageConfig
 
 
-def manifest(run: str, model: str = "ease", ndcg: float = 0.3) -> dict[str, Any]:
-    """The parts of a run manifest the registry reads."""
-    ref = {"uri": f"file:///store/objects/{run}", "kind": "x", "size": 1}
+def manifest(run: str, model: str = "ease", ndcg: float = 0.3, content: str | None = None) -> dict[str, Any]:
+    """The parts of a run manifest the registry reads; runs of the same `content` (default: the run's own)
+    have the same model bytes and data."""
+    content = content or run
+    ref = {"uri": f"file:///store/objects/{content}", "kind": "x", "size": 1}
     return {
         "run_id": run,
         "model": model,
         "config_fingerprint": "f" * 64,
         "metrics": {"ndcg@10": ndcg},
         "artifacts": {
-            name: {**ref, "id": f"{name}-{run}"}
+            name: {**ref, "id": f"{name}-{content}"}
             for name in ("model", "snapshot", "train", "test", "metrics_per_user")
         },
         "outputs": {"manifest_id": f"m-{run}", "manifest": f"file:///store/runs/{run}/manifest.json"},
@@ -51,6 +56,53 @@ def test_register_makes_a_challenger_and_is_idempotent_per_run(registry: Registr
     assert [v.version for v in registry.versions()] == [1]
     with pytest.raises(VersionNotFound, match="champion"):
         registry.get(CHAMPION)
+
+
+def test_the_same_model_on_the_same_data_reuses_its_version_and_the_history_says_who_asked(
+    registry: Registry,
+) -> None:
+    first = registry.register(manifest("run-a"), actor="run run-a")
+    registry.promote(first.version, actor="ci", reason="first")
+    again = registry.register(manifest("run-b", content="run-a"), actor="run run-b")
+    assert again.version == first.version == 1 and again.run_id == "run-a"  # another run's version: reused
+    assert [v.version for v in registry.versions()] == [1]
+    assert again.aliases == (CHAMPION,)  # a reuse moves no alias
+    reuse = registry.history()[-1]
+    assert (reuse.alias, reuse.action, reuse.from_version, reuse.to_version) == (NO_ALIAS, "reuse", None, 1)
+    assert reuse.actor == "run run-b" and "run run-b: same model model-run-a" in reuse.reason
+    assert [m.action for m in registry.history(CHALLENGER)] == ["register", "clear"]
+    # The same model on other data, or another model on the same data: new versions.
+    other_data = manifest("run-c", content="run-a")
+    other_data["artifacts"]["snapshot"] = {**other_data["artifacts"]["snapshot"], "id": "snapshot-new"}
+    assert registry.register(other_data, "run run-c").version == 2
+    other_model = manifest("run-d", content="run-a")
+    other_model["artifacts"]["model"] = {**other_model["artifacts"]["model"], "id": "model-new"}
+    assert registry.register(other_model, "run run-d").version == 3
+
+
+def test_drift_is_acknowledged_once_per_window_and_once_per_cooldown(registry: Registry) -> None:
+    v1 = registry.register(manifest("a"), "run a").version
+    v2 = registry.register(manifest("b"), "run b").version
+    t0, hour = datetime(2026, 1, 1, 12, tzinfo=UTC), timedelta(hours=1)
+
+    def ack(champion: int, snapshot: str, at: datetime, cooldown: timedelta = hour) -> bool:
+        return registry.acknowledge_drift(champion, snapshot, ("rating",), "monitor", cooldown, at).emit
+
+    assert ack(v1, "s1", t0)
+    assert not ack(v1, "s1", t0 + 10 * hour)  # the same window, however late: reported already
+    assert not ack(v1, "s2", t0 + hour / 2)  # a new snapshot within the cooldown
+    assert ack(v1, "s2", t0 + 2 * hour)
+    assert ack(v2, "s2", t0 + 2 * hour, cooldown=timedelta(0))  # a new champion re-arms it
+    held = registry.acknowledge_drift(v2, "s2", (), "monitor", timedelta(0), t0 + 3 * hour)
+    assert held.message == (
+        "drift already reported at 2026-01-01 14:00:00 UTC for champion v2 on snapshot s2: no new event"
+    )
+    assert [(a.champion, a.snapshot_id) for a in registry.drift_acknowledgements()] == [
+        (v1, "s1"),
+        (v1, "s2"),
+        (v2, "s2"),
+    ]
+    assert registry.drift_acknowledgements()[0].signals == ("rating",)
 
 
 def test_promote_moves_the_champion_and_clears_the_challenger(registry: Registry) -> None:
@@ -155,6 +207,57 @@ def test_parallel_promotions_leave_one_champion_and_a_consistent_history(shared_
     assert all(b.from_version == a.to_version for a, b in zip(moves, moves[1:], strict=False))
     assert registry.get(CHAMPION).version == moves[-1].to_version
     assert len(registry.versions()) == 2 * rounds
+
+
+def _twin(url: str, worker: int, rounds: int, barrier: Any, results: Any) -> None:
+    """One process of the identical-runs test: each round, register the model the other process registers."""
+    registry = Registry(url)
+    for round_ in range(rounds):
+        barrier.wait()
+        twin = manifest(f"w{worker}-r{round_}", content=f"r{round_}")
+        results.put((round_, registry.register(twin, f"worker {worker}").version))
+
+
+def test_identical_runs_registering_at_once_end_with_one_version(shared_url: str) -> None:
+    """Two processes register the same model on the same data at the same moment, 10 rounds: one version
+    each round, and the history holds one registration and one reuse of it."""
+    url, rounds = shared_url, 10
+    Registry(url)
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_twin, args=(url, w, rounds, barrier, results)) for w in (0, 1)]
+    for p in workers:
+        p.start()
+    outcomes = [results.get(timeout=300) for _ in range(2 * rounds)]
+    for p in workers:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for round_ in range(rounds):
+        assert len({v for r, v in outcomes if r == round_}) == 1, f"round {round_}: {outcomes}"
+    registry = Registry(url)
+    assert len(registry.versions()) == rounds
+    actions = [m.action for m in registry.history()]
+    assert actions.count("register") == actions.count("reuse") == rounds
+
+
+def _monitor(url: str, champion: int, barrier: Any, results: Any) -> None:
+    registry = Registry(url)
+    barrier.wait()
+    results.put(registry.acknowledge_drift(champion, "snap", ("rating",), "monitor", timedelta(0)).emit)
+
+
+def test_two_monitors_at_once_emit_one_drift_event(shared_url: str) -> None:
+    url = shared_url
+    champion = Registry(url).register(manifest("a"), "run a").version
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_monitor, args=(url, champion, barrier, results)) for _ in range(2)]
+    for p in workers:
+        p.start()
+    assert sorted(results.get(timeout=120) for _ in workers) == [False, True]
+    for p in workers:
+        p.join(timeout=60)
+    assert len(Registry(url).drift_acknowledgements()) == 1
 
 
 def _open(url: str, results: Any) -> None:

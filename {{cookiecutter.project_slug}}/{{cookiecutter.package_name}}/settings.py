@@ -298,6 +298,11 @@ class DeployConfig(_Section):
         f"{PACKAGE}.data.arrived", description="Emitted by `watch`; runs ingest + pipeline."
     )
     drift_event: str = Field(f"{PACKAGE}.drift.detected", description="Emitted by `monitor`; runs a retrain.")
+    # The same champion and snapshot are reported once (see alerts.py); the cooldown also bounds new windows,
+    # so batches that keep looking drifted start one retrain per cooldown rather than one per monitor run.
+    drift_cooldown_minutes: float = Field(
+        360.0, ge=0, description="Least time between two drift events, whatever drifted (0: no cooldown)."
+    )
     # A retrain on the same snapshot with the same settings is the champion again (every step a cache hit).
     # After drift the newest events matter most, so by default the retrain holds out half as much of them.
     drift_overrides: dict[str, Any] = Field(

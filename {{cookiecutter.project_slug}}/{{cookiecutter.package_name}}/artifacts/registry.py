@@ -1,5 +1,5 @@
-"""The model registry: numbered versions of trained models, the `champion` and `challenger` aliases, and an
-append-only history of every alias move.
+"""The model registry: numbered versions of trained models, the `champion` and `challenger` aliases, an
+append-only history of every alias move and version reuse, and the drift events the monitor emitted.
 
 A version points at artifacts that already live in the store (model file, snapshot, run manifest, the split
 and per-user metrics it was judged on); the registry holds no weights, only references and metrics, so it
@@ -10,6 +10,12 @@ the database's write lock (SQLite's reserved lock, PostgreSQL's row lock) before
 processes moving aliases at once are serialised: each reads the champion the other left, and a move made
 with `expect=` fails with `StaleAlias` when the champion changed since the caller looked. An alias is one row
 keyed by its name, so two champions cannot exist.
+
+A version is one model on one dataset: a run whose model bytes and snapshot equal an existing version's (a
+fully cached rerun, a retrain on data that did not change) gets that version back, and the history records
+who asked (action `reuse`, no alias moved). The check and the insert share one locked transaction, so two
+identical runs at once end with one version. The monitor's drift acknowledgements are kept the same way:
+of two monitors at once, one emits (see alerts.py for when an event is due).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,6 +38,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     insert,
@@ -41,11 +48,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from ..alerts import Acknowledgement, EmitDecision, should_emit
 from ..settings import RegistryConfig, StorageConfig
 
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
 ALIASES: Final = (CHAMPION, CHALLENGER)
+NO_ALIAS: Final = ""  # the alias of a history row that moved none (a reuse)
 _ANY: Final = object()  # `expect` not given: move whatever the alias points to now
 
 _metadata = MetaData()
@@ -80,7 +89,7 @@ _moves = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", String(32), nullable=False),
     Column("alias", String(32), nullable=False),
-    Column("action", String(32), nullable=False),  # register | promote | rollback | clear
+    Column("action", String(32), nullable=False),  # register | reuse | promote | rollback | clear
     Column("from_version", Integer, nullable=True),
     Column("to_version", Integer, nullable=True),
     Column("actor", String(200), nullable=False),
@@ -98,6 +107,17 @@ _decisions = Table(
     Column("reference", String(64), nullable=False),
     Column("reason", Text, nullable=False),
     Column("decision_id", String(64), nullable=False),
+)
+_drift_events = Table(
+    "drift_events",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String(32), nullable=False),
+    Column("champion", Integer, ForeignKey("model_versions.version"), nullable=False),
+    Column("snapshot_id", String(64), nullable=False),
+    Column("signals", Text, nullable=False),  # JSON list: the drifted features, and "decay"
+    Column("actor", String(200), nullable=False),
+    UniqueConstraint("champion", "snapshot_id"),  # one event per champion and data window, whatever happens
 )
 SQLITE_NAME: Final = "registry.sqlite"
 
@@ -195,40 +215,35 @@ class Registry:
     # -- versions --------------------------------------------------------------------------------------------
 
     def register(self, manifest: dict[str, Any], actor: str) -> ModelVersion:
-        """Add the model of a finished pipeline run (by its manifest); the same run registers once.
+        """Add the model of a finished pipeline run (by its manifest), unless a version already holds the same
+        model bytes on the same snapshot: then that version is reused (its `run_id` is another run's), and
+        the reuse is kept in the history.
 
-        The new version becomes the `challenger` until a promotion decision moves it on.
+        The same run registers once. A new version becomes the `challenger` until a promotion decision moves
+        it on; a reuse moves no alias.
         """
-        existing = self._by_run(manifest["run_id"])
-        if existing is not None:
-            return existing
-        artifacts = manifest["artifacts"]
-        row = {
-            "run_id": manifest["run_id"],
-            "created_at": _now(),
-            "created_by": actor,
-            "model_name": manifest["model"],
-            "model_id": artifacts["model"]["id"],
-            "model_uri": artifacts["model"]["uri"],
-            "snapshot_id": artifacts["snapshot"]["id"],
-            "manifest_id": manifest["outputs"]["manifest_id"],
-            "manifest_uri": manifest["outputs"]["manifest"],
-            "config_fingerprint": manifest["config_fingerprint"],
-            "metrics": json.dumps(manifest["metrics"], sort_keys=True),
-            "artifacts": json.dumps(
-                {k: artifacts[k] for k in ("model", "snapshot", "train", "test", "metrics_per_user")},
-                sort_keys=True,
-            ),
-        }
-        try:
-            with self._locked() as conn:
-                version = conn.execute(insert(_versions).values(**row)).inserted_primary_key[0]
-                self._move(conn, CHALLENGER, version, "register", actor, f"run {manifest['run_id']}", None)
-        except IntegrityError:  # the same run registered by a concurrent call
-            found = self._by_run(manifest["run_id"])
-            if found is None:
-                raise
-            return found
+        artifacts, run_id = manifest["artifacts"], manifest["run_id"]
+        model_id, snapshot_id = artifacts["model"]["id"], artifacts["snapshot"]["id"]
+        with self._locked() as conn:
+            # Read under the write lock: an identical run registering at the same moment waits here, then
+            # finds the version this one added.
+            same_run = conn.execute(select(_versions.c.version).where(_versions.c.run_id == run_id)).scalar()
+            same_content = conn.execute(
+                select(_versions.c.version)
+                .where(_versions.c.model_id == model_id, _versions.c.snapshot_id == snapshot_id)
+                .order_by(_versions.c.version)
+                .limit(1)
+            ).scalar()
+            if same_run is not None:
+                version = same_run  # this run's own version (a retried task)
+            elif same_content is not None:
+                version = same_content
+                reason = f"run {run_id}: same model {model_id[:12]} on snapshot {snapshot_id[:12]}"
+                self._log(conn, NO_ALIAS, "reuse", None, version, actor, reason)
+            else:
+                added = conn.execute(insert(_versions).values(**_version_row(manifest, actor)))
+                version = added.inserted_primary_key[0]
+                self._move(conn, CHALLENGER, version, "register", actor, f"run {run_id}", None)
         return self.get(version)
 
     def get(self, key: int | str) -> ModelVersion:
@@ -322,8 +337,60 @@ class Registry:
             return [DecisionRecord(**row) for row in conn.execute(query).mappings().all()]
 
     def history(self, alias: str | None = None) -> list[AliasMove]:
+        """Every alias move and reuse, oldest first; with `alias`, the moves of that alias only."""
         with self.engine.connect() as conn:
             return self._history(conn, alias)
+
+    # -- drift events ----------------------------------------------------------------------------------------
+
+    def acknowledge_drift(
+        self,
+        champion: int,
+        snapshot_id: str,
+        signals: tuple[str, ...],
+        actor: str,
+        cooldown: timedelta,
+        now: datetime | None = None,
+    ) -> EmitDecision:
+        """Decide whether the monitor emits the drift event (`alerts.should_emit`) and, if so, record it.
+
+        Decision and record are one locked transaction: of two monitors checking the same window at once, one
+        emits and the other reads its acknowledgement.
+        """
+        now = now or datetime.now(UTC)
+        with self._locked() as conn:
+            same = conn.execute(
+                select(_drift_events).where(
+                    _drift_events.c.champion == champion, _drift_events.c.snapshot_id == snapshot_id
+                )
+            ).mappings()
+            latest = conn.execute(
+                select(_drift_events).order_by(_drift_events.c.id.desc()).limit(1)
+            ).mappings()
+            decision = should_emit(
+                champion,
+                snapshot_id,
+                _acknowledgement(same.first()),
+                _acknowledgement(latest.first()),
+                now,
+                cooldown,
+            )
+            if decision.emit:
+                row = {
+                    "at": now.isoformat(timespec="milliseconds"),
+                    "champion": champion,
+                    "snapshot_id": snapshot_id,
+                    "signals": json.dumps(list(signals)),
+                    "actor": actor,
+                }
+                conn.execute(insert(_drift_events).values(**row))
+        return decision
+
+    def drift_acknowledgements(self) -> list[Acknowledgement]:
+        """Every drift event the monitor emitted, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_drift_events).order_by(_drift_events.c.id)).mappings().all()
+        return [a for a in map(_acknowledgement, rows) if a is not None]
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -353,12 +420,26 @@ class Registry:
             conn.execute(
                 update(_aliases).where(_aliases.c.alias == alias).values(version=version, moved_at=_now())
             )
+        return self._log(conn, alias, action, previous, version, actor, reason, decision_id)
+
+    def _log(
+        self,
+        conn: Connection,
+        alias: str,
+        action: str,
+        from_version: int | None,
+        to_version: int | None,
+        actor: str,
+        reason: str,
+        decision_id: str | None = None,
+    ) -> AliasMove:
+        """Append a row to the history (every alias move, and reuses, which move none)."""
         row = {
             "at": _now(),
             "alias": alias,
             "action": action,
-            "from_version": previous,
-            "to_version": version,
+            "from_version": from_version,
+            "to_version": to_version,
             "actor": actor,
             "reason": reason,
             "decision_id": decision_id,
@@ -369,11 +450,6 @@ class Registry:
     def _require(self, conn: Connection, version: int) -> None:
         if conn.execute(select(_versions.c.version).where(_versions.c.version == version)).first() is None:
             raise VersionNotFound(f"no model version {version}")
-
-    def _by_run(self, run_id: str) -> ModelVersion | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(_versions).where(_versions.c.run_id == run_id)).mappings().first()
-            return None if row is None else _version(row, self._aliases_of(conn, row["version"]))
 
     def _all_aliases(self, conn: Connection) -> dict[str, int]:
         return {a: v for a, v in conn.execute(select(_aliases.c.alias, _aliases.c.version)).all()}
@@ -397,6 +473,39 @@ def _champion_lineup(moves: list[AliasMove]) -> list[int]:
         elif move.to_version is not None:
             lineup.append(move.to_version)
     return lineup
+
+
+def _version_row(manifest: dict[str, Any], actor: str) -> dict[str, Any]:
+    artifacts = manifest["artifacts"]
+    return {
+        "run_id": manifest["run_id"],
+        "created_at": _now(),
+        "created_by": actor,
+        "model_name": manifest["model"],
+        "model_id": artifacts["model"]["id"],
+        "model_uri": artifacts["model"]["uri"],
+        "snapshot_id": artifacts["snapshot"]["id"],
+        "manifest_id": manifest["outputs"]["manifest_id"],
+        "manifest_uri": manifest["outputs"]["manifest"],
+        "config_fingerprint": manifest["config_fingerprint"],
+        "metrics": json.dumps(manifest["metrics"], sort_keys=True),
+        "artifacts": json.dumps(
+            {k: artifacts[k] for k in ("model", "snapshot", "train", "test", "metrics_per_user")},
+            sort_keys=True,
+        ),
+    }
+
+
+def _acknowledgement(row: Any) -> Acknowledgement | None:
+    if row is None:
+        return None
+    return Acknowledgement(
+        at=datetime.fromisoformat(row["at"]),
+        champion=row["champion"],
+        snapshot_id=row["snapshot_id"],
+        signals=tuple(json.loads(row["signals"])),
+        actor=row["actor"],
+    )
 
 
 def _version(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
