@@ -94,21 +94,21 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
     compared = _cli("compare", "latest", "latest", *args, cwd=tmp_path)
     assert compared.returncode == 0 and "(same)" in compared.stdout
 
-    # The registry after those two runs: version 1 (popularity) is the first champion; version 2, the same
-    # model again, gains nothing and stays challenger. A third run with EASE beats it and is promoted.
+    # The registry after those two runs: version 1 (popularity) is the first champion; the second run, the
+    # same model on the same data, reuses it with its decision. A third run with EASE beats it: version 2.
     assert "model version 1: promoted to champion" in first.stdout
-    assert "model version 2: not promoted" in second.stdout
+    assert "model version 1 reused (same model and data), decision: promoted against" in second.stdout
     third = _cli("run", *args, "--model", "ease", cwd=tmp_path)
     assert third.returncode == 0, third.stdout + third.stderr
-    assert "model version 3: promoted to champion" in third.stdout
+    assert "model version 2: promoted to champion" in third.stdout
     versions = _cli("models", "list", *args, cwd=tmp_path)
     assert versions.returncode == 0, versions.stderr
     rows = [
         line.strip("│ ").split()[0] for line in versions.stdout.splitlines() if line.strip("│ ")[:1].isdigit()
     ]
-    assert rows == ["1", "2", "3"] and versions.stdout.count("popularity") == 2, versions.stdout
+    assert rows == ["1", "2"] and versions.stdout.count("popularity") == 1, versions.stdout
     shown = _cli("models", "show", "champion", *args, cwd=tmp_path)
-    assert shown.returncode == 0 and "version 3" in shown.stdout and "(champion)" in shown.stdout
+    assert shown.returncode == 0 and "version 2" in shown.stdout and "(champion)" in shown.stdout
     assert "decision" in shown.stdout and "promoted" in shown.stdout
     missing = _cli("models", "show", "99", *args, cwd=tmp_path)
     assert missing.returncode == 2 and "no model version 99" in missing.stderr
@@ -123,22 +123,23 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
     assert recs.columns == ["user_id", "item_id", "score", "rank"] and recs.get_column("rank").max() == 5
     user = str(recs.get_column("user_id").min())
     one = _cli("recommend", "--user", user, "-k", "5", *args, cwd=tmp_path)
-    assert one.returncode == 0 and "top-5 from version 3 (ease)" in one.stdout, one.stdout + one.stderr
+    assert one.returncode == 0 and "top-5 from version 2 (ease)" in one.stdout, one.stdout + one.stderr
     served = recs.filter(pl.col("user_id") == int(user)).get_column("item_id").to_list()
     assert all(str(item) in one.stdout for item in served)
     unknown = _cli("recommend", "--user", "987654321", *args, cwd=tmp_path)
-    assert unknown.returncode == 1 and "unknown to version 3" in unknown.stderr
+    assert unknown.returncode == 1 and "unknown to version 2" in unknown.stderr
 
     back = _cli("models", "rollback", "--reason", "smoke test", *args, cwd=tmp_path)
-    assert back.returncode == 0 and "champion: version 1 again (was 3)" in back.stdout, (
+    assert back.returncode == 0 and "champion: version 1 again (was 2)" in back.stdout, (
         back.stdout + back.stderr
     )
     history = _cli("models", "history", *args, cwd=tmp_path)
     assert history.returncode == 0
     lines = [line for line in history.stdout.splitlines() if " champion " in line]
     assert len(lines) == 3 and "rollback" in lines[-1] and "smoke test" in lines[-1], history.stdout
-    again = _cli("models", "promote", "3", "--reason", "rollback was a drill", *args, cwd=tmp_path)
-    assert again.returncode == 0 and "champion: version 3 (was 1)" in again.stdout
+    assert "reuse" in history.stdout  # the second run asked for version 1 again
+    again = _cli("models", "promote", "2", "--reason", "rollback was a drill", *args, cwd=tmp_path)
+    assert again.returncode == 0 and "champion: version 2 (was 1)" in again.stdout
 
 
 @pytest.mark.e2e
