@@ -19,6 +19,7 @@ import httpx
 import polars as pl
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package_name }}.artifacts import open_store
@@ -192,7 +193,12 @@ def test_team_path_with_a_real_worker_runs_every_deployment(
     server_env = {**env, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     if team_databases:
         server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = team_databases["prefect"]
-        env[f"{prefix}REGISTRY__URL"] = team_databases["registry"]
+        # As the README sets them: the URL without its password, the password in a variable of its own.
+        registry = make_url(team_databases["registry"])
+        env[f"{prefix}REGISTRY__URL"] = (
+            f"{registry.drivername}://{registry.username}@{registry.host}:{registry.port}/{registry.database}"
+        )
+        env[f"{prefix}REGISTRY__PASSWORD"] = str(registry.password)
     logs = tmp_path / "logs"
     server = _spawn(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
