@@ -1,24 +1,72 @@
 """The ingest flow: every batch waiting in the landing zone (or one file) into the current snapshot.
 
 Good batches become new snapshots; refused ones go to quarantine with their reasons, and the flow then ends
-Failed naming the failed expectations, with the current snapshot and model untouched.
+Failed naming the failed expectations, with the current snapshot and model untouched. The Failed state holds
+a `BatchesRefused` carrying every batch's outcome (`outcomes_of` reads them back); a refusal is an outcome,
+not a crash, so no traceback of it reaches the run's logs.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from flows.ui import ARTIFACT_PREFIX
-from {{ cookiecutter.package_name }}.artifacts import open_store
+from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
+from {{ cookiecutter.package_name }}.artifacts import ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone
 from {{ cookiecutter.package_name }}.ingestion import ingest_batch
 from {{ cookiecutter.package_name }}.settings import IngestConfig, Settings, settings_for_flow
+
+
+class BatchesRefused(Exception):
+    """Batches were quarantined: the one-line `message`, and what the flow would have returned (`result`)."""
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message, result)  # both in args, so it pickles
+        self.message, self.result = message, result
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _RefusalIsNotACrash(logging.Filter):
+    """Drops the engine's "exited with unexpected exception" record, traceback included, for a refusal.
+
+    A deployment run's engine re-raises its final state's exception and logs it with its traceback; for
+    quarantined batches the Failed state and its message already say all there is.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], BatchesRefused))
+
+
+def refused(message: str, result: Any) -> State:
+    """The Failed final state of a flow that quarantined batches (ingest, ingest-and-train)."""
+    for name in ("prefect.flow_runs", "prefect.engine"):  # where the engine logs an exception it re-raises
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RefusalIsNotACrash) for f in logger.filters):
+            logger.addFilter(_RefusalIsNotACrash())
+    return Failed(message=message, data=BatchesRefused(message, result))
+
+
+def outcomes_of(state: State) -> list[dict[str, Any]] | None:
+    """Every batch's outcome from an ingest run's final state; None when it crashed before reporting."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, Exception):
+        result = getattr(result, "result", None)  # a BatchesRefused (of this file, however it was loaded)
+    return result if isinstance(result, list) else None
+
+
+def _run_name() -> str:
+    path = flow_run.parameters.get("path")
+    return f"ingest {Path(path).name}" if path else "ingest landing zone"
 
 
 @task(name="list-landing-zone")
@@ -41,7 +89,7 @@ def ingest_batch_task(file: str, settings: Settings) -> dict[str, Any]:
     return outcome.to_dict()
 
 
-@flow(name="ingest")
+@flow(name="ingest", flow_run_name=_run_name)
 def ingest(
     config: dict[str, Any] | None = None, config_files: list[str] | None = None, path: str | None = None
 ) -> list[dict[str, Any]] | State:
@@ -50,16 +98,37 @@ def ingest(
     Ends Failed, naming the failed expectations, when any batch is refused (its outcome is in the state).
     """
     settings = settings_for_flow(config, config_files)
+    label_run(tags=settings.tags)
+    store = open_store(settings.storage)
     files = [path] if path else waiting_task(settings.ingest)
     outcomes = [ingest_batch_task(file, settings) for file in files]
-    refused = [o for o in outcomes if not o["accepted"]]
-    lines = [f"# Ingest: {len(outcomes) - len(refused)} batch(es) taken in, {len(refused)} refused", ""]
+    # Refused means quarantined; a file still being written (or taken by another ingest) is left for later.
+    refusals = [o for o in outcomes if o["quarantined_to"]]
+    taken = sum(o["accepted"] for o in outcomes)
+    lines = [f"# Ingest: {taken} batch(es) taken in, {len(refusals)} refused", ""]
     for o in outcomes:
-        verdict = "taken in" if o["accepted"] else f"**refused**, quarantined to `{o['quarantined_to']}`"
-        lines += [f"## `{Path(o['file']).name}`: {verdict}", "", o["report"], ""]
+        lines += [f"## `{Path(o['file']).name}`: {_verdict(o)}", ""]
+        if o.get("docs"):
+            lines += [f"[GX Data Docs of this batch]({_docs_link(store, o)})", ""]
+        lines += [o["report"], ""]
     create_markdown_artifact(key=f"{ARTIFACT_PREFIX}-ingest", markdown="\n".join(lines), description="Ingest")
-    if refused:
-        names = "; ".join(f"{Path(o['file']).name}: {', '.join(o['reasons'])}" for o in refused)
-        # A Failed final state that still carries every batch's outcome, for whoever reports on the run.
-        return Failed(message=f"{len(refused)} batch(es) refused and quarantined: {names}", data=outcomes)
+    if refusals:
+        names = "; ".join(f"{Path(o['file']).name}: {', '.join(o['reasons'])}" for o in refusals)
+        return refused(f"{len(refusals)} batch(es) refused and quarantined: {names}", outcomes)
     return outcomes
+
+
+def _verdict(outcome: dict[str, Any]) -> str:
+    if outcome["accepted"]:
+        return "taken in"
+    if outcome["quarantined_to"]:
+        return f"**refused**, quarantined to `{outcome['quarantined_to']}`"
+    return "left in the landing zone"
+
+
+def _docs_link(store: ArtifactStore, outcome: dict[str, Any]) -> str:
+    """The batch's GX Data Docs (a folder in the store), as a link artifact and a URL for the report."""
+    name = Path(outcome["file"]).name
+    return publish_link(
+        store, "ingest-data-docs", f"{outcome['docs']}/index.html", f"GX Data Docs of {name}", "Ingest"
+    )

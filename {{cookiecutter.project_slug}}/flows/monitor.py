@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from flows.ui import ARTIFACT_PREFIX
+from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
 from {{ cookiecutter.package_name }} import alerts, monitoring, serving
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
@@ -32,7 +32,7 @@ DATASET_RESOURCE = f"{PACKAGE}.dataset.interactions"
 LATEST = "monitor/latest.json"  # the newest check, by name, for people and for `simulate`
 
 
-@flow(name="monitor")
+@flow(name="monitor", flow_run_name="monitor")
 def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None = None) -> dict[str, Any]:
     """Compare the data since the champion's training data with it; report; emit the drift event if needed."""
     settings = settings_for_flow(config, config_files)
@@ -48,6 +48,7 @@ def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None
         return _latest(
             store, {"drifted": False, "reasons": ["no current snapshot"], "champion": champion.version}
         )
+    label_run(f"monitor v{champion.version} on {pointer['snapshot']['id'][:12]}", settings.tags)
     _, model = serving.load_model(registry, store, champion.version)
     reference = store.get_frame(ArtifactRef(**champion.artifact("train")))
     snapshot = store.get_frame(ArtifactRef(**pointer["snapshot"]))
@@ -64,15 +65,17 @@ def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None
     outcome = {**result.to_dict(), "champion": champion.version, "snapshot": pointer["snapshot"]["id"]}
     ref = store.put_json(outcome, kind="drift-check")
     outcome["result_ref"] = ref.model_dump()
+    links = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in result.save_html(Path(tmp)).items():
             report = store.put_file(path, kind=f"drift-report-{name}")
             outcome[f"{name}_report"] = report.uri
-            create_link_artifact(
-                key=f"{ARTIFACT_PREFIX}-drift-{name}", link=report.uri, link_text=f"Evidently {name} drift"
-            )
+            url = publish_link(store, f"drift-{name}", report.uri, f"Evidently {name} drift")
+            links.append(f"- [Evidently {name} drift report]({url})")
     create_markdown_artifact(
-        key=f"{ARTIFACT_PREFIX}-monitor", markdown=result.markdown(), description="Drift and decay"
+        key=f"{ARTIFACT_PREFIX}-monitor",
+        markdown="\n".join([result.markdown(), "", *links]),
+        description="Drift and decay",
     )
     log.info("monitor: %s", "; ".join(result.reasons))
     if result.drifted:

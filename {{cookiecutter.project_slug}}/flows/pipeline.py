@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from flows.caching import CACHED, in_store
 from flows.promotion import promote_model
-from flows.ui import ARTIFACT_PREFIX
+from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
 from {{ cookiecutter.package_name }} import environment, report, training
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
@@ -190,11 +190,18 @@ def record_task(
         "lineage": store.write_text(f"runs/{run_id}/lineage.mmd", mermaid(manifest)),
         "store": store.uri_of(""),
     }
-    _publish(settings, manifest, markdown, outputs)
+    _publish(store, settings, manifest, markdown, outputs)
     return {**manifest, "outputs": outputs}
 
 
-@flow(name="pipeline")
+def _run_name() -> str:
+    """What ran, before the dataset is known (the flow adds it once the snapshot is made)."""
+    parameters = flow_run.parameters
+    settings = settings_for_flow(parameters.get("config"), parameters.get("config_files"))
+    return f"pipeline {settings.model.name} cfg {settings.fingerprint()[:8]}"
+
+
+@flow(name="pipeline", flow_run_name=_run_name)
 def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | None = None) -> dict[str, Any]:
     """Ingest, validate, split, train, evaluate and record one run.
 
@@ -205,9 +212,11 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     storage, seed, tasks = settings.storage, settings.seed, {}
     step = partial(_timed, tasks, storage)
+    label_run(tags=settings.tags)
 
     inputs = step(inspect_inputs_task, settings.data, storage)
     snapshot = step(ingest_task, settings.data, seed, inputs, storage)
+    label_run(f"pipeline {settings.model.name} on {snapshot.id[:12]} cfg {settings.fingerprint()[:8]}")
     gate = step(validate_task, snapshot, settings.validation, storage)
     if not gate["passed"]:
         raise ValidationFailed(f"snapshot {snapshot.id[:12]} failed validation: {gate['summary']}")
@@ -282,23 +291,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _publish(settings: Settings, manifest: dict[str, Any], markdown: str, outputs: dict[str, str]) -> None:
+def _publish(
+    store: ArtifactStore,
+    settings: Settings,
+    manifest: dict[str, Any],
+    markdown: str,
+    outputs: dict[str, str],
+) -> None:
     """Prefect UI artifacts with stable keys, so each key's page shows the history across runs."""
     create_markdown_artifact(
         key=f"{ARTIFACT_PREFIX}-report", markdown=markdown, description="Pipeline run report"
     )
+    intervals = manifest["metric_intervals"]
     create_table_artifact(
         key=f"{ARTIFACT_PREFIX}-metrics",
         table=[
-            {"metric": name, "value": round(value, 6)}
+            {"metric": name, "value": round(value, 6), **_bounds(intervals.get(name))}
             for name, value in report.metric_items(manifest["metrics"])
         ],
-        description=f"{settings.model.name} on dataset {manifest['dataset']['id'][:12]}",
+        description=f"{settings.model.name} on dataset {manifest['dataset']['id'][:12]}: value and 95% "
+        "bootstrap interval over users (low, high)",
     )
     links = {name: outputs[name] for name in ("manifest", "report", "lineage")}
     links["model"] = manifest["artifacts"]["model"]["uri"]
     for name, uri in links.items():
-        create_link_artifact(key=f"{ARTIFACT_PREFIX}-{name}-file", link=uri, link_text=f"{name} of this run")
+        publish_link(store, f"{name}-file", uri, f"{name} of this run")
+
+
+def _bounds(interval: list[float] | None) -> dict[str, float | None]:
+    """A metric's 95% interval as table columns (empty where the manifest has none)."""
+    low, high = interval or (None, None)
+    return {
+        "low": None if low is None else round(low, 6),
+        "high": None if high is None else round(high, 6),
+    }
 
 
 def _load_model(store: ArtifactStore, ref: ArtifactRef) -> Recommender:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore
+from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.cli import load_entrypoint
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings
 
@@ -107,7 +107,11 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     assert summary["promotion"]["decision"]["reason"] in str(by_key[f"{ARTIFACT_PREFIX}-promotion"].data)
     assert summary["dataset"]["id"][:12] in str(by_key[f"{ARTIFACT_PREFIX}-report"].data)
     assert "ndcg@10" in str(by_key[f"{ARTIFACT_PREFIX}-metrics"].data)
-    assert summary["outputs"]["manifest"] in str(by_key[f"{ARTIFACT_PREFIX}-manifest-file"].data)
+    # Links open from the UI: http, through `serve-files` (see test_ui.py), not file://.
+    manifest_link = open_store(settings.storage).link(summary["outputs"]["manifest"])
+    assert manifest_link.startswith("http://") and manifest_link in str(
+        by_key[f"{ARTIFACT_PREFIX}-manifest-file"].data
+    )
 
 
 def test_rerun_hits_the_cache_for_every_step_and_gives_the_same_ids(small_settings: Settings) -> None:

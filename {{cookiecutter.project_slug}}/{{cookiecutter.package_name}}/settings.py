@@ -343,6 +343,16 @@ class SweepConfig(_Section):
 class StorageConfig(_Section):
     uri: str = Field("artifacts", description="Local directory or s3://bucket/prefix of the artifact store.")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None means AWS.")
+    # Browsers refuse file:// links from a web page, so the Prefect UI links a local store through HTTP.
+    public_url: str | None = Field(
+        "http://127.0.0.1:4201",
+        description="Where `serve-files` serves a local store: links are <public_url>/<path in the store>; "
+        "None: file:// links. Unused for S3 (links are presigned).",
+    )
+    # SigV4 presigned URLs cannot outlive 7 days.
+    link_expiry_seconds: int = Field(
+        86_400, gt=0, le=604_800, description="How long a presigned S3 link opens (at most 7 days)."
+    )
     # Excluded from dumps: credentials come from the environment wherever the code runs, never from a
     # report, a manifest or a flow run's parameters.
     access_key_id: SecretStr | None = Field(None, exclude=True)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import fsspec
 import polars as pl
@@ -25,7 +26,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict
 
 from ..settings import StorageConfig
-from . import locks
+from . import files, locks
 
 
 class ArtifactRef(BaseModel):
@@ -44,10 +45,18 @@ class ArtifactCorrupted(IOError):
 
 
 class ArtifactStore:
-    def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        storage_options: dict[str, Any] | None = None,
+        public_url: str | None = None,
+        link_expiry_seconds: int = 86_400,
+    ) -> None:
         self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
         self._local = isinstance(self.fs, LocalFileSystem)
         self.root = str(Path(path).resolve()) if self._local else path.rstrip("/")
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.link_expiry_seconds = link_expiry_seconds
 
     # -- content-addressed objects -------------------------------------------------------------------------
 
@@ -125,6 +134,39 @@ class ArtifactStore:
     def uri_of(self, relative: str) -> str:
         return self._uri(self._join(relative))
 
+    # -- links for people ------------------------------------------------------------------------------------
+
+    def link(self, uri_or_relative: str) -> str:
+        """A URL a browser opens for a stored file (a URI of this store, or a path inside it).
+
+        Local store: `<public_url>/<path inside the store>`, served by `<package> serve-files`, or the
+        `file://` URI when `public_url` is unset. S3: a presigned HTTPS GET that expires after
+        `link_expiry_seconds`, answered with the file's content type so a report renders rather than
+        downloads.
+        """
+        relative = self.relative(uri_or_relative)
+        if not self._local:
+            return self.fs.url(
+                self._join(relative),
+                expires=self.link_expiry_seconds,
+                ResponseContentType=files.content_type(relative),
+            )
+        if self.public_url is None:
+            return self.uri_of(relative)
+        return f"{self.public_url}/{quote(relative)}"
+
+    def relative(self, uri_or_relative: str) -> str:
+        """The path inside the store of one of its URIs (a relative path is checked and returned)."""
+        if "://" not in uri_or_relative:
+            self._join(uri_or_relative)  # refuses absolute paths and `..`
+            return uri_or_relative.strip("/")
+        path = self._path(uri_or_relative)
+        if self._local:
+            path = str(Path(path).resolve())
+        if not path.startswith(f"{self.root}/"):
+            raise ValueError(f"{uri_or_relative} is not in the store {self.uri_of('')}")
+        return path.removeprefix(f"{self.root}/")
+
     # -- coordination ----------------------------------------------------------------------------------------
 
     @contextmanager
@@ -187,4 +229,4 @@ def open_store(cfg: StorageConfig) -> ArtifactStore:
         if cfg.access_key_id and cfg.secret_access_key:
             options["key"] = cfg.access_key_id.get_secret_value()
             options["secret"] = cfg.secret_access_key.get_secret_value()
-    return ArtifactStore(cfg.uri, options)
+    return ArtifactStore(cfg.uri, options, cfg.public_url, cfg.link_expiry_seconds)
