@@ -4,6 +4,10 @@ Good batches become new snapshots; refused ones go to quarantine with their reas
 Failed naming the failed expectations, with the current snapshot and model untouched. The Failed state holds
 a `BatchesRefused` carrying every batch's outcome (`outcomes_of` reads them back); a refusal is an outcome,
 not a crash, so no traceback of it reaches the run's logs.
+
+`path` must name a file directly in the landing zone (an event's `payload.path` is anyone's word): any other
+path ends the run Failed with one line, before anything is opened. A symbolic link or other non-regular
+entry in the landing zone is moved into quarantine unread, named with its size, and reported once.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from prefect.states import Failed, State
 
 from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
 from {{ cookiecutter.package_name }}.artifacts import ArtifactStore, open_store
-from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone
+from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone, OutsideLandingZone
 from {{ cookiecutter.package_name }}.ingestion import ingest_batch
 from {{ cookiecutter.package_name }}.settings import IngestConfig, Settings, settings_for_flow
 
@@ -40,20 +44,29 @@ class _RefusalIsNotACrash(logging.Filter):
     """Drops the engine's "exited with unexpected exception" record, traceback included, for a refusal.
 
     A deployment run's engine re-raises its final state's exception and logs it with its traceback; for
-    quarantined batches the Failed state and its message already say all there is.
+    quarantined batches, or a path outside the landing zone, the Failed state's message says all there is.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], BatchesRefused))
+        return not (record.exc_info and isinstance(record.exc_info[1], (BatchesRefused, OutsideLandingZone)))
 
 
 def refused(message: str, result: Any) -> State:
     """The Failed final state of a flow that quarantined batches (ingest, ingest-and-train)."""
+    return _failed_without_traceback(BatchesRefused(message, result))
+
+
+def outside(error: OutsideLandingZone) -> State:
+    """The Failed final state of a flow asked to ingest a path outside the landing zone: one line."""
+    return _failed_without_traceback(error)
+
+
+def _failed_without_traceback(error: Exception) -> State:
     for name in ("prefect.flow_runs", "prefect.engine"):  # where the engine logs an exception it re-raises
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RefusalIsNotACrash) for f in logger.filters):
             logger.addFilter(_RefusalIsNotACrash())
-    return Failed(message=message, data=BatchesRefused(message, result))
+    return Failed(message=str(error), data=error)
 
 
 def outcomes_of(state: State) -> list[dict[str, Any]] | None:
@@ -71,7 +84,9 @@ def _run_name() -> str:
 
 @task(name="list-landing-zone")
 def waiting_task(cfg: IngestConfig) -> list[str]:
-    return [str(p) for p in LandingZone(cfg).waiting()]
+    # Refused entries (links, FIFOs) too: ingesting one moves it into quarantine, so it is reported once.
+    zone = LandingZone(cfg)
+    return [str(p) for p in sorted(zone.waiting() + zone.refused())]
 
 
 @task(name="ingest-batch")
@@ -99,6 +114,11 @@ def ingest(
     """
     settings = settings_for_flow(config, config_files)
     label_run(tags=settings.tags)
+    if path:
+        try:
+            path = str(LandingZone(settings.ingest).confine(path))
+        except OutsideLandingZone as exc:
+            return outside(exc)
     store = open_store(settings.storage)
     files = [path] if path else waiting_task(settings.ingest)
     outcomes = [ingest_batch_task(file, settings) for file in files]

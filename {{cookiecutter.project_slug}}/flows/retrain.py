@@ -2,7 +2,8 @@
 
 Both train on the current snapshot (the configured source before anything was ingested); the trigger that
 started them (`schedule`, `drift`, `new-data` or `manual`) is a `trigger=...` tag of their flow run and of
-the runs under it, and is kept in the run manifest's tags.
+the runs under it, and is kept in the run manifest's tags. `ingest-and-train` takes a `path` (an event's
+`payload.path`) only inside the landing zone; any other ends the run Failed with one line, nothing opened.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import State
 
-from flows.ingest import ingest, outcomes_of, refused
+from flows.ingest import ingest, outcomes_of, outside, refused
 from flows.pipeline import pipeline
 from flows.ui import label_run
 from {{ cookiecutter.package_name }}.artifacts import open_store
-from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
+from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone, OutsideLandingZone, current_snapshot
 from {{ cookiecutter.package_name }}.settings import Settings, settings_for_flow
 
 
@@ -34,6 +35,11 @@ def ingest_and_train(
     """Ingest `path` (or all that waits), then run the pipeline on the new snapshot if anything was added."""
     settings = _triggered(settings_for_flow(config, config_files), "new-data")
     label_run(tags=settings.tags)
+    if path:
+        try:
+            LandingZone(settings.ingest).confine(path)
+        except OutsideLandingZone as exc:
+            return outside(exc)
     state = ingest(settings.resolved(), path=path or None, return_state=True)
     outcomes = outcomes_of(state)
     if outcomes is None:  # the ingest flow crashed before reporting on batches

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import polars as pl
 import pytest
 
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore
-from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone, current_snapshot
+from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone, OutsideLandingZone, current_snapshot
 from {{ cookiecutter.package_name }}.data.synthetic import generate
 from {{ cookiecutter.package_name }}.ingestion import ingest_batch
 from {{ cookiecutter.package_name }}.settings import Settings, SyntheticConfig, load_settings
@@ -231,3 +232,93 @@ def test_release_moves_a_fixed_batch_back(settings: Settings, store: ArtifactSto
     released = zone.release("fixme.csv")
     assert zone.quarantined() == [] and zone.waiting() == [released]
     assert ingest_batch(released, settings, store, now=NOW).accepted
+
+
+# Confinement: what lands as a link (or a FIFO) is never opened, and a path elsewhere is never ingested.
+SECRET = b"root:x:0:0:SECRET-LINE:/root:/bin/bash\n"
+
+
+def _assert_never_quoted(settings: Settings, outcome: object) -> None:
+    quarantine = settings.ingest.quarantine
+    stored = b"".join(p.read_bytes() for p in quarantine.iterdir() if p.is_file() and not p.is_symlink())
+    assert b"SECRET" not in stored and "SECRET" not in json.dumps(outcome.to_dict())
+
+
+@pytest.mark.parametrize("target", ["secret", "valid-csv"])
+def test_a_link_in_the_landing_zone_is_set_aside_unread_once(
+    target: str, tmp_path: Path, settings: Settings, store: ArtifactStore, seeded: dict
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    aim = outside / "target.csv"
+    aim.write_bytes(SECRET if target == "secret" else _csv(SECOND))
+    link = settings.ingest.landing / "linked.csv"
+    link.symlink_to(aim)
+    zone = LandingZone(settings.ingest)
+    assert zone.waiting() == [] and zone.refused() == [link]  # never a batch, listed as refused
+
+    outcome = ingest_batch(link, settings, store, now=NOW)
+    assert not outcome.accepted and outcome.quarantined_to
+    assert outcome.batch == {"name": "linked.csv", "size": len(str(aim))}  # the link's own size, no hash
+    assert outcome.reasons == [
+        f"linked.csv ({len(str(aim))} bytes) is a symbolic link, not a regular file: "
+        "refused without reading or following it"
+    ]
+    assert current_snapshot(store) == seeded  # a valid CSV behind a link is not taken in either
+    kept = Path(outcome.quarantined_to)
+    # Moved as the link it is; its target stays where it was.
+    assert kept.is_symlink() and not os.path.lexists(link) and aim.read_bytes()
+    _assert_never_quoted(settings, outcome)
+    assert zone.refused() == [] and [q["name"] for q in zone.quarantined()] == ["linked.csv"]
+    with pytest.raises(FileNotFoundError, match="symbolic link"):
+        zone.release("linked.csv")  # back into the landing zone it would only be refused again
+
+
+def test_a_fifo_in_the_landing_zone_is_refused_without_blocking(
+    settings: Settings, store: ArtifactStore
+) -> None:
+    settings.ingest.landing.mkdir(parents=True)
+    fifo = settings.ingest.landing / "pipe.csv"
+    os.mkfifo(fifo)
+    outcome = ingest_batch(fifo, settings, store, now=NOW)  # opening it to read would wait for a writer
+    assert outcome.quarantined_to and "is a FIFO" in outcome.reasons[0]
+    assert not os.path.lexists(fifo)
+
+
+def test_a_link_swapped_in_after_listing_is_caught_when_opened(tmp_path: Path, settings: Settings) -> None:
+    settings.ingest.landing.mkdir(parents=True)
+    (tmp_path / "target.csv").write_bytes(SECRET)
+    link = settings.ingest.landing / "swapped.csv"
+    link.symlink_to(tmp_path / "target.csv")
+    read = LandingZone(settings.ingest).read(link)  # O_NOFOLLOW, whatever the listing said
+    assert not hasattr(read, "data") and read.kind == "a symbolic link"
+
+
+@pytest.mark.parametrize(
+    "path", ["{tmp}/outside.csv", "{landing}/../outside.csv", "{landing}/sub/x.csv", "{linked}/outside.csv"]
+)
+def test_a_path_outside_the_landing_zone_is_never_opened(
+    path: str, tmp_path: Path, settings: Settings, store: ArtifactStore
+) -> None:
+    (settings.ingest.landing / "sub").mkdir(parents=True)
+    (tmp_path / "outside.csv").write_bytes(_csv(SECOND))
+    (settings.ingest.landing / "sub" / "x.csv").write_bytes(_csv(SECOND))
+    (settings.ingest.landing / "linked").symlink_to(tmp_path)  # a folder link: resolves outside
+    landing = settings.ingest.landing
+    named = Path(path.format(tmp=tmp_path, landing=landing, linked=landing / "linked"))
+    with pytest.raises(OutsideLandingZone, match="is not in the landing zone"):
+        ingest_batch(named, settings, store, now=NOW)
+    assert current_snapshot(store) is None and (tmp_path / "outside.csv").is_file()
+    assert not settings.ingest.quarantine.exists()
+
+
+def test_reader_errors_do_not_quote_a_file_that_is_no_batch(settings: Settings, store: ArtifactStore) -> None:
+    """A secrets file dropped in the landing zone is refused naming it, its size and hash: not its lines."""
+    outcome = ingest_batch(_land(settings, "passwd.csv", SECRET * 3), settings, store, now=NOW)
+    assert outcome.quarantined_to and "none of them named" in outcome.reasons[0]
+    env = b'API_KEY=SECRET-1\nDB="SECRET-2\n'  # an unclosed quote: polars would quote the line
+    outcome = ingest_batch(_land(settings, "env.csv", env), settings, store, now=NOW)
+    assert outcome.quarantined_to
+    for reason in json.loads((Path(outcome.quarantined_to + ".reason.json")).read_text())["reasons"]:
+        assert "SECRET" not in reason
+    assert "SECRET" not in json.dumps(outcome.to_dict())

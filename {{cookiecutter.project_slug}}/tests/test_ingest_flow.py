@@ -15,6 +15,7 @@ from {{ cookiecutter.package_name }}.settings import SyntheticConfig, load_setti
 
 # The flows as a worker loads them: by file path, from the project root.
 pipeline = load_entrypoint("flows/pipeline.py:pipeline")
+ingest_and_train = load_entrypoint("flows/retrain.py:ingest_and_train")
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
@@ -71,6 +72,34 @@ def test_ingest_one_file_by_path(tmp_path: Path) -> None:
 
     code, out = _invoke(tmp_path, "ingest", "--path", str(tmp_path / "missing.csv"))
     assert code == 2 and "batch file does not exist" in out
+
+
+def test_an_event_path_outside_the_landing_zone_fails_in_one_line(tmp_path: Path) -> None:
+    """The new-data deployment runs with whatever `payload.path` an event names: only the landing zone's."""
+    secret = tmp_path / "secret.csv"
+    EVENTS.head(500).write_csv(secret)  # a valid batch, still not ours to take
+    settings = load_settings(
+        [DEFAULT],
+        {"ingest": {"landing": str(tmp_path / "landing")}, "storage": {"uri": str(tmp_path / "store")}},
+    )
+    for path in (secret, tmp_path / "landing" / ".." / "secret.csv"):
+        state = ingest_and_train(settings.resolved(), path=str(path), return_state=True)
+        zone = (tmp_path / "landing").resolve()
+        assert state.is_failed()
+        assert state.message == f"{path} is not in the landing zone {zone}: only files there are ingested"
+    assert current_snapshot(ArtifactStore(str(tmp_path / "store"))) is None and secret.is_file()
+
+
+def test_a_link_in_the_landing_zone_is_reported_once(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (tmp_path / "secret.env").write_text("PASSWORD=SECRET-VALUE\n")
+    (landing / "batch.csv").symlink_to(tmp_path / "secret.env")
+    code, out = _invoke(tmp_path, "ingest")
+    assert code == 1 and "refused batch.csv" in out and "symbolic link" in out and "SECRET" not in out
+    code, out = _invoke(tmp_path, "ingest")  # set aside: not again at every ingest
+    assert code == 0 and "nothing waiting" in out
+    assert (tmp_path / "quarantine" / "batch.csv").is_symlink()
 
 
 def test_pipeline_on_snapshot_before_any_ingest_is_a_clear_error(tmp_path: Path) -> None:

@@ -219,7 +219,10 @@ def compare_runs(
 @app.command()
 def ingest(
     path: Annotated[
-        Path | None, typer.Option(help="One batch file to ingest (default: all in the landing zone).")
+        Path | None,
+        typer.Option(
+            help="One batch file to ingest (default: all in the landing zone); from elsewhere, a copy."
+        ),
     ] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -228,6 +231,12 @@ def ingest(
     settings = _load(config, _cli_overrides(pairs=set_ or []))
     if path is not None and not path.is_file():
         _fail(f"batch file does not exist: {path}", code=2)
+    from .artifacts.landing import LandingZone
+
+    zone = LandingZone(settings.ingest)
+    if path is not None and not zone.holds(path):
+        # The flow ingests only files in the landing zone; one named here from elsewhere lands as a copy.
+        path = zone.land(path)
     ingest_flow = load_entrypoint("flows/ingest.py:ingest")
     outcomes_of = load_entrypoint("flows/ingest.py:outcomes_of")
 
@@ -655,7 +664,7 @@ def sweep(
     the challenger."""
     overrides = _cli_overrides(pairs=set_ or [])
     sweep_options = {k: v for k, v in {"dask_address": dask_address, "workers": workers}.items() if v}
-    settings = _load(config, deep_merge(overrides, {"sweep": sweep_options}))
+    settings = _load(config, deep_merge(overrides, {"sweep": sweep_options}) if sweep_options else overrides)
     run_sweep = load_entrypoint("flows/sweep.py:run_sweep")
     from .sweeps import trials
 

@@ -1,17 +1,20 @@
 """Taking a new batch file into the current snapshot, or refusing it with reasons, and losing nothing.
 
-`ingest_batch` is the one call the ingest flow's task wraps. A file in the landing zone is taken only once
-it is ready (see the arrival protocol in `artifacts/landing.py`); its bytes are read once and everything
-follows from them. Ingests serialize on the store's `ingest` lock, held from reading the current pointer to
-clearing the file, so two at once both land (the second merges on top of the first). Order matters for
-"nothing lost": the batch's bytes and the new snapshot are stored and the pointer moved before the file
-leaves the landing zone; a refused batch's bytes are written to quarantine with its reasons before it
-leaves, and the current snapshot is not touched. A file that changed since it was read is left where it is
-for the next ingest. A batch whose bytes were already taken in changes nothing.
+`ingest_batch` is the one call the ingest flow's task wraps. It takes only files directly in the landing
+zone (a path elsewhere raises `OutsideLandingZone` before anything is opened); an entry there that is not
+a regular file (a symbolic link, a FIFO) is moved into quarantine unread, with its name and size. A file is
+taken only once it is ready (see the arrival protocol in `artifacts/landing.py`); its bytes are read once
+and everything follows from them. Ingests serialize on the store's `ingest` lock, held from reading the
+current pointer to clearing the file, so two at once both land (the second merges on top of the first).
+Order matters for "nothing lost": the batch's bytes and the new snapshot are stored and the pointer moved
+before the file leaves the landing zone; a refused batch's bytes are written to quarantine with its reasons
+before it leaves, and the current snapshot is not touched. A file that changed since it was read is left
+where it is for the next ingest. A batch whose bytes were already taken in changes nothing.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +24,14 @@ from typing import Any
 import polars as pl
 
 from .artifacts import ArtifactRef, ArtifactStore
-from .artifacts.landing import Arrival, LandingZone, advance_snapshot, current_snapshot, safe_name
+from .artifacts.landing import (
+    Arrival,
+    LandingZone,
+    Stray,
+    advance_snapshot,
+    current_snapshot,
+    safe_name,
+)
 from .data import schema, sources
 from .settings import Settings
 from .validation import validate_batch
@@ -36,7 +46,7 @@ CHANGED = "changed while it was being taken in: left in the landing zone for the
 class BatchOutcome:
     file: str
     accepted: bool
-    batch: dict[str, Any]  # name, size, sha256 of the file's bytes
+    batch: dict[str, Any]  # name, size, sha256 of the file's bytes (name and size of an entry never read)
     rows: int = 0
     added: int = 0  # new events the batch brought to the snapshot
     snapshot: str | None = None  # the current snapshot id after this batch
@@ -58,15 +68,27 @@ class BatchOutcome:
 def ingest_batch(file: Path, settings: Settings, store: ArtifactStore, now: int) -> BatchOutcome:
     landing = LandingZone(settings.ingest)
     cfg = settings.ingest
-    if landing.holds(file) and file.exists() and not landing.await_ready(file):
+    file = landing.confine(file)
+    if os.path.lexists(file) and not landing.stray(file) and not landing.await_ready(file):
         return _left(file, {"name": file.name}, STILL_ARRIVING)
     with store.lock("ingest", ttl=cfg.lock_ttl_seconds, wait=cfg.lock_wait_seconds) as lease:
-        if not file.exists() and landing.holds(file):  # listed, then taken by an ingest that held the lock
+        if not os.path.lexists(file):  # listed, then taken by an ingest that held the lock
             return BatchOutcome(str(file), False, {"name": file.name}, reasons=[GONE], report=f"- {GONE}")
         arrival = landing.read(file)
         if arrival is None:
             return _left(file, {"name": file.name}, STILL_ARRIVING)
+        if isinstance(arrival, Stray):
+            return _set_aside(arrival, landing)
         return _ingest(arrival, landing, settings, store, now, lease.check)
+
+
+def _set_aside(stray: Stray, landing: LandingZone) -> BatchOutcome:
+    """Refuse an entry that is not a regular file; its name and size are all that is known or reported."""
+    target, reason = landing.set_aside(stray), stray.reason()
+    return BatchOutcome(
+        str(stray.path), False, stray.describe(), reasons=[reason], quarantined_to=str(target),
+        report=f"- {reason}",
+    )  # fmt: skip
 
 
 def _ingest(

@@ -11,7 +11,11 @@ Arrival protocol (what writers into `ingest.landing` should do, and what `ingest
   Taken in, the bytes are stored content-addressed (kind `batch`) and found in the store before the file
   leaves the landing zone; refused, they are written to `ingest.quarantine` with `<name>.reason.json` beside
   them before it leaves. Either way the file is removed only if it is still exactly what was read (size,
-  mtime, inode, sha256); one that changed stays for the next ingest. Files outside the landing zone stay.
+  mtime, inode, sha256); one that changed stays for the next ingest.
+- Only regular files directly in the landing zone are batches. A symbolic link, a FIFO or a device there is
+  refused without being opened or followed (lstat, O_NOFOLLOW): it is moved, as it is, into the quarantine
+  with a reason naming it and its size, so it is reported once. A path that resolves outside the landing
+  zone (an event's `payload.path`, `../x`, a file below a linked folder) is never ingested.
 - The current snapshot is a small JSON pointer in the store (`snapshots/current.json`); every move of it is
   also written to `snapshots/history/`, so older snapshots stay reachable.
 """
@@ -23,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +70,28 @@ class Look(NamedTuple):
     settling: list[Path]
 
 
+@dataclass(frozen=True)
+class Stray:
+    """A landing-zone entry that is not a regular file; only its name, size (lstat) and kind are known."""
+
+    path: Path
+    size: int
+    kind: str  # "a symbolic link", "a FIFO", ...
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.path.name, "size": self.size}
+
+    def reason(self) -> str:
+        return (
+            f"{self.path.name} ({self.size} bytes) is {self.kind}, not a regular file: "
+            "refused without reading or following it"
+        )
+
+
+class OutsideLandingZone(ValueError):
+    """A path to ingest that does not name a file directly in the landing zone (after resolving links)."""
+
+
 class BatchMissing(IOError):
     """A batch's bytes are not (fully) in the store although they were just written: the file must stay."""
 
@@ -78,11 +105,9 @@ class LandingZone:
         self._seen: dict[Path, tuple[FileStamp, float]] = {}
 
     def look(self) -> Look:
-        """Ready and settling batch files; temporary names are in neither list."""
-        if not self.landing.is_dir():
-            return Look([], [])
+        """Ready and settling batch files (regular files only); temporary names are in neither list."""
+        files = self._entries(regular=True)
         ready, settling = [], []
-        files = sorted(p for p in self.landing.iterdir() if p.is_file() and not is_temporary(p.name))
         for file in files:
             try:
                 (ready if self._ready(file, stamp(file)) else settling).append(file)
@@ -91,13 +116,45 @@ class LandingZone:
         self._seen = {f: seen for f, seen in self._seen.items() if f in files}
         return Look(ready, settling)
 
+    def refused(self) -> list[Path]:
+        """Entries that are not regular files (symbolic links, FIFOs, ...): never batches, never opened."""
+        return self._entries(regular=False)
+
     def waiting(self) -> list[Path]:
         """Batch files ready to be taken in, oldest name first."""
         return self.look().ready
 
     def holds(self, file: Path) -> bool:
-        """Whether `file` lies in the landing zone (only those are removed once taken in)."""
-        return file.resolve().parent == self.landing.resolve()
+        """Whether `file` names an entry directly in the landing zone (the entry itself is not followed)."""
+        file = Path(file)
+        return file.name not in ("", ".", "..") and file.parent.resolve() == self.landing.resolve()
+
+    def confine(self, file: Path | str) -> Path:
+        """`file` as an entry of the landing zone, or OutsideLandingZone: the one check on a path someone else
+        names (an event's payload, a flow parameter), made before anything is opened."""
+        file = Path(file)
+        if not self.holds(file):
+            raise OutsideLandingZone(
+                f"{file} is not in the landing zone {self.landing.resolve()}: only files there are ingested"
+            )
+        return self.landing / file.name
+
+    def stray(self, file: Path) -> Stray | None:
+        """What `file` is, if not a regular file: looked at with lstat, never opened or followed."""
+        st = os.lstat(file)
+        if stat.S_ISREG(st.st_mode):
+            return None
+        return Stray(file, st.st_size, _kind(st.st_mode))
+
+    def land(self, source: Path) -> Path:
+        """Copy a file named from elsewhere into the landing zone as writers should (a temporary name, then a
+        rename), its mtime kept; the file itself stays. For a person's `ingest --path`: links are followed."""
+        self.landing.mkdir(parents=True, exist_ok=True)
+        target = self.landing / _free_name(self.landing, safe_name(source.name))
+        partial = self.landing / f".{target.name}.part"
+        shutil.copy2(source, partial)
+        partial.replace(target)
+        return target
 
     def await_ready(self, file: Path) -> bool:
         """Wait while a landed file settles; False, at once, if it changes meanwhile (it is being written).
@@ -114,10 +171,16 @@ class LandingZone:
             time.sleep(min(0.2, self.settle_seconds))
         return True
 
-    def read(self, file: Path) -> Arrival | None:
-        """The file's bytes, read once; None if the file changed while they were read."""
-        before = stamp(file)
-        data = file.read_bytes()
+    def read(self, file: Path) -> Arrival | Stray | None:
+        """The file's bytes, read once; a Stray, unread, if it is not a regular file (a link swapped in after
+        it was listed is caught by O_NOFOLLOW); None if the file changed while they were read."""
+        try:
+            fh = _open_regular(file)
+        except _NotRegular:
+            return self.stray(file) or Stray(file, 0, "not a regular file")
+        with fh:
+            before = _stamp_of(os.fstat(fh.fileno()))
+            data = fh.read()
         if stamp(file) != before or len(data) != before.size:
             return None
         return Arrival(file, data, before, hashlib.sha256(data).hexdigest())
@@ -125,10 +188,10 @@ class LandingZone:
     def unchanged(self, arrival: Arrival) -> bool:
         """Whether the file is still exactly the bytes that were read (stamp and content)."""
         try:
-            with arrival.path.open("rb") as fh:
+            with _open_regular(arrival.path) as fh:
                 now = _stamp_of(os.fstat(fh.fileno()))
                 digest = hashlib.file_digest(fh, "sha256").hexdigest() if now == arrival.stamp else ""
-        except FileNotFoundError:
+        except (FileNotFoundError, _NotRegular):
             return False
         return now == arrival.stamp and digest == arrival.sha256
 
@@ -157,6 +220,24 @@ class LandingZone:
         )
         return target, self._clear(arrival)
 
+    def set_aside(self, stray: Stray) -> Path:
+        """Move a refused entry, as it is (a link stays a link, its target untouched and unread), into the
+        quarantine with its reason, so it is reported once rather than at every ingest."""
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine_dir / _free_name(self.quarantine_dir, safe_name(stray.path.name))
+        try:
+            os.rename(stray.path, target)  # renames the entry itself: never follows a link
+        except OSError:
+            if not stray.path.is_symlink():
+                raise
+            # Another file system: a link is only its target's name, so it is re-created there.
+            os.symlink(os.readlink(stray.path), target)
+            stray.path.unlink()
+        reason = {"file": stray.path.name, "quarantined_at": _now(), "reasons": [stray.reason()]}
+        reason["batch"] = stray.describe()
+        _write_durably(target.parent / f"{target.name}.reason.json", json.dumps(reason, indent=2).encode())
+        return target
+
     def quarantined(self) -> list[dict[str, Any]]:
         if not self.quarantine_dir.is_dir():
             return []
@@ -168,13 +249,29 @@ class LandingZone:
     def release(self, name: str) -> Path:
         """Move a (fixed) batch back to the landing zone, to be ingested again."""
         source = self.quarantine_dir / safe_name(name)
-        if not source.is_file():
+        if not os.path.lexists(source):
             raise FileNotFoundError(f"no quarantined batch named {name!r} in {self.quarantine_dir}")
+        if stray := self.stray(source):
+            raise FileNotFoundError(f"{stray.reason()}; put the file itself in the landing zone instead")
         self.landing.mkdir(parents=True, exist_ok=True)
         target = self.landing / _free_name(self.landing, source.name)
         shutil.move(source, target)
         (self.quarantine_dir / f"{source.name}.reason.json").unlink(missing_ok=True)
         return target
+
+    def _entries(self, regular: bool) -> list[Path]:
+        """Regular files, or the other entries, named directly in the landing zone (folders and temporary
+        names are in neither), by name. DirEntry answers from lstat here: nothing is followed."""
+        if not self.landing.is_dir():
+            return []
+        with os.scandir(self.landing) as entries:
+            return sorted(
+                Path(e.path)
+                for e in entries
+                if not is_temporary(e.name)
+                and not e.is_dir(follow_symlinks=False)
+                and e.is_file(follow_symlinks=False) == regular
+            )
 
     def _ready(self, file: Path, current: FileStamp) -> bool:
         now = time.time()
@@ -201,7 +298,7 @@ def is_temporary(name: str) -> bool:
 
 
 def stamp(file: Path) -> FileStamp:
-    return _stamp_of(file.stat())
+    return _stamp_of(os.lstat(file))
 
 
 def safe_name(name: str) -> str:
@@ -230,6 +327,32 @@ def advance_snapshot(store: ArtifactStore, pointer: dict[str, Any]) -> None:
 
 def _stamp_of(st: os.stat_result) -> FileStamp:
     return FileStamp(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class _NotRegular(OSError):
+    """Opened with O_NOFOLLOW, the path was a link, or it is not a regular file."""
+
+
+def _open_regular(file: Path) -> Any:
+    """`file` opened for reading only if it is a regular file: a link is not followed (O_NOFOLLOW) and a FIFO
+    does not block the open (O_NONBLOCK, then refused by its mode)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(file, flags)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise _NotRegular(str(file)) from exc  # ELOOP: a symbolic link; ENXIO: a socket or FIFO
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _NotRegular(str(file))
+    return os.fdopen(fd, "rb")
+
+
+def _kind(mode: int) -> str:
+    kinds = {stat.S_ISLNK: "a symbolic link", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device", stat.S_ISDIR: "a folder"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -6,18 +6,25 @@
 - file: a CSV or Parquet file (or a directory of them) with a column map and a timestamp unit from config.
 
 Every error names the file and, where it can, the column and rows. Readers never modify what they read.
+An error never quotes a file that does not look like interactions: the header is quoted only once it names a
+contract column, and a parser's message loses what it quotes from the bytes (a misplaced secrets file
+must not end up in a log or a quarantine reason).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import re
 from pathlib import Path
 
 import polars as pl
 
 from ..settings import DataConfig
 from . import schema, synthetic
+
+log = logging.getLogger(__name__)
 
 
 class SourceError(ValueError):
@@ -52,14 +59,14 @@ def input_files(cfg: DataConfig) -> list[Path]:
 
 def fingerprint_inputs(cfg: DataConfig) -> list[dict[str, str | int]]:
     """Name, size and sha256 of every input file: the raw bytes a snapshot comes from."""
-    out: list[dict[str, str | int]] = []
-    for file in input_files(cfg):
-        digest = hashlib.sha256()
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023 (fh is the loop's own)
-                digest.update(block)
-        out.append({"path": str(file), "size": file.stat().st_size, "sha256": digest.hexdigest()})
-    return out
+    return [
+        {"path": str(file), "size": file.stat().st_size, "sha256": _sha256(file)} for file in input_files(cfg)
+    ]
+
+
+def _sha256(file: Path) -> str:
+    with file.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_movielens(path: Path) -> pl.DataFrame:
@@ -82,8 +89,15 @@ def read_movielens(path: Path) -> pl.DataFrame:
 
 
 def read_files(path: Path, cfg: DataConfig) -> pl.DataFrame:
-    files = _data_files(path)
-    frames = [_read_one(f, cfg) for f in files]
+    """Every data file of `path`; a file byte-identical to one already read is a copy and is read once."""
+    frames, seen = [], {}
+    for file in _data_files(path):
+        digest = _sha256(file)
+        if digest in seen:
+            log.warning("%s: the same bytes as %s, read once", file, seen[digest].name)
+            continue
+        seen[digest] = file
+        frames.append(_read_one(file, cfg))
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
 
@@ -112,7 +126,7 @@ def _read_one(
         else:
             raw = pl.read_parquet(source)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{file}: cannot be read: {exc}") from exc
+        raise SourceError(f"{file}: cannot be read: {_unquoted(exc)}") from exc
     if raw.height == 0:
         raise SourceError(f"{file}: no rows")
 
@@ -123,8 +137,10 @@ def _read_one(
     }
     missing = [source for source in mapping if source not in raw.columns]
     if missing:
+        # A header naming none of the columns may be no header at all (a config file's first line).
+        found = raw.columns if len(missing) < len(mapping) else f"{raw.width} column(s), none of them named"
         raise SourceError(
-            f"{file}: column(s) {missing} named in data.columns are missing; the file has {raw.columns} "
+            f"{file}: column(s) {missing} named in data.columns are missing; the file has {found} "
             f"(is data.csv_separator '{cfg.csv_separator}' right?)"
         )
     extra = [c for c in raw.columns if c not in mapping]
@@ -135,6 +151,12 @@ def _read_one(
     frame = raw.select([pl.col(source).alias(target) for source, target in mapping.items()])
     frame = frame.with_columns(_timestamp_seconds(frame.get_column("timestamp"), cfg.timestamp_unit, file))
     return schema.conform(frame, str(file))
+
+
+def _unquoted(exc: BaseException) -> str:
+    """A reader's message without the text it quotes from the file (polars quotes the line it choked on)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"`[^`]*`?|'[^']*'", "<not quoted>", first)
 
 
 def _timestamp_seconds(column: pl.Series, unit: str, file: Path) -> pl.Series:
