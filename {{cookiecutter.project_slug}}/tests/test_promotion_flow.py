@@ -127,11 +127,13 @@ def test_manual_approval_pauses_until_a_person_answers(small_settings: Settings)
         "manual_approval": True,
         "approval_timeout_seconds": 120,
     }
+    # Found by its tag: the flow renames its run after what it trains.
     name = f"approval-{uuid.uuid4().hex[:8]}"
+    resolved["tags"] = {"test": name}
     outcome: dict[str, Any] = {}
 
     def run() -> None:
-        outcome["state"] = pipeline.with_options(flow_run_name=name)(resolved, return_state=True)
+        outcome["state"] = pipeline(resolved, return_state=True)
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -150,7 +152,7 @@ def test_manual_approval_pauses_until_a_person_answers(small_settings: Settings)
 
 def _wait_for_paused(name: str, timeout: float) -> Any:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, TaskRunFilter
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags, TaskRunFilter
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.input.run_input import keyset_from_paused_state
 
@@ -158,7 +160,7 @@ def _wait_for_paused(name: str, timeout: float) -> Any:
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"test={name}"])),
                 task_run_filter=TaskRunFilter(),
                 sort=FlowRunSort.START_TIME_DESC,
                 limit=1,
