@@ -210,3 +210,14 @@ def test_k_core_and_rating_threshold_filter_before_splitting() -> None:
     assert kept.group_by("item_id").len().get_column("len").min() >= 10
     with pytest.raises(ValueError, match="no rating column"):
         split(frame.drop("rating"), SplitConfig(min_rating=3.0), seed=0)
+
+
+def test_byte_identical_files_of_a_directory_are_read_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "a.csv").write_text("uid,sku,when\n1,2,1700000000\n3,4,1700000001\n")
+    (tmp_path / "copy-of-a.csv").write_bytes((tmp_path / "a.csv").read_bytes())
+    (tmp_path / "b.csv").write_text("uid,sku,when\n5,6,1700000002\n")
+    frame = sources.load(_file_cfg(tmp_path), seed=0)
+    assert frame.rows() == [(1, 2, 1_700_000_000), (3, 4, 1_700_000_001), (5, 6, 1_700_000_002)]
+    assert "copy-of-a.csv: the same bytes as a.csv, read once" in caplog.text

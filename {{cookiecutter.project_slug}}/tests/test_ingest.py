@@ -138,6 +138,21 @@ CORPUS: dict[str, tuple[str, Callable[[], bytes], str]] = {
         ),
         r"cannot be read|must be Int64",
     ),
+    "NaN ratings": (
+        "nanrating.csv",
+        lambda: _replace_column("rating", [4.0, float("nan"), 3.0]),
+        r"expect_column_values_to_not_be_null\(rating\): 1 unexpected",
+    ),
+    "missing ratings": (
+        "norating.csv",
+        lambda: _replace_column("rating", [4.0, None, 3.0]),
+        r"expect_column_values_to_not_be_null\(rating\): 1 unexpected",
+    ),
+    "no rating column under rated events": (
+        "unrated.csv",
+        lambda: _csv(SECOND.drop("rating")),
+        r"expect_column_to_exist\(rating\)",
+    ),
     "header only": ("header.csv", lambda: b"user_id,item_id,timestamp,rating\n", r"no rows"),
     "mixed types in a column": (
         "mixed.csv",

@@ -123,3 +123,14 @@ def test_an_older_model_judged_as_served_on_a_newer_split(parts) -> None:
     assert recommended.join(train, on=["user_id", "item_id"], how="semi").height == 0
     with pytest.raises(ValueError, match="not fitted on this training frame"):
         evaluate(champion, train, test, KS)
+
+
+def test_latency_is_measured_on_a_thousand_rankings_even_with_one_user() -> None:
+    """One user timed once and multiplied by 1,000 would hide every per-call cost: the user is repeated."""
+    from {{ cookiecutter.package_name }}.serving import latency_per_1k
+
+    one = pl.DataFrame({"user_id": [7, 7, 7], "item_id": [1, 2, 3], "timestamp": [1, 2, 3]})
+    model = build_model(ModelConfig(name="popularity")).fit(one, 0)
+    latency = latency_per_1k(model, k=2)
+    assert (latency["users"], latency["ranked"], latency["k"]) == (1.0, 1_000.0, 2.0)
+    assert latency["ms_per_1k"] > 0

@@ -106,3 +106,51 @@ def test_flows_take_resolved_settings_or_config_files(tmp_path: Path) -> None:
     settings = load_settings([DEFAULT, exp])
     assert settings_for_flow(settings.resolved(), None) == settings
     assert settings_for_flow(None, [str(DEFAULT), str(exp)]) == settings
+
+
+def test_an_explicit_empty_mapping_or_list_replaces_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`promotion.guards: {}` means no guards (as the README says): from a file, `--set` or the env."""
+    assert load_settings([DEFAULT]).promotion.guards  # a guard by default
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "promotion:\n  guards: {}\nmodel:\n  ease:\n    l2_search: []\ndeploy:\n  drift_overrides: {}\n"
+    )
+    s = load_settings([DEFAULT, exp])
+    assert (s.promotion.guards, s.model.ease.l2_search, s.deploy.drift_overrides) == ({}, [], {})
+    assert s.promotion.margin == load_settings([DEFAULT]).promotion.margin  # siblings kept
+    assert load_settings([DEFAULT], dotted_overrides(["promotion.guards={}"])).promotion.guards == {}
+    monkeypatch.setenv(f"{ENV_PREFIX}PROMOTION__GUARDS", "{}")
+    assert load_settings([DEFAULT]).promotion.guards == {}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["evaluation.k=[0]"], r"evaluation\.k\.0\n.*greater than 0"),
+        (["evaluation.k=[-5]"], r"evaluation\.k\.0\n.*greater than 0"),
+        (["evaluation.primary_metric=ndgc@10"], r"evaluation\.primary_metric: 'ndgc@10' is not a metric"),
+        (["evaluation.k=[5]"], r"evaluation\.primary_metric: 'ndcg@10' is not a metric .*k=\[5\]"),
+        (["promotion.guards={recall@50: 0.1}"], r"promotion\.guards: 'recall@50' is not a metric"),
+        (["promotion.guards={users: 1}"], r"promotion\.guards: 'users' is not a metric"),
+    ],
+)
+def test_metric_names_and_k_are_checked_when_loaded(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        load_settings([DEFAULT], dotted_overrides(overrides))
+
+
+def test_metric_names_settings_accept_are_what_evaluation_computes() -> None:
+    from {{ cookiecutter.package_name }}.data.split import split
+    from {{ cookiecutter.package_name }}.data.synthetic import generate
+    from {{ cookiecutter.package_name }}.evaluation import evaluate
+    from {{ cookiecutter.package_name }}.models import build_model
+    from {{ cookiecutter.package_name }}.settings import ModelConfig, SplitConfig, SyntheticConfig
+
+    evaluation = {"k": [3, 7], "primary_metric": "mrr@7"}
+    s = load_settings([DEFAULT], {"evaluation": evaluation, "promotion": {"guards": {}}})
+    parts = split(generate(SyntheticConfig(n_users=100, n_items=60, n_interactions=900), 0), SplitConfig(), 0)
+    model = build_model(ModelConfig(name="popularity")).fit(parts.train, 0)
+    summary = evaluate(model, parts.train, parts.test, s.evaluation.k).summary
+    assert sorted(s.evaluation.metrics()) == sorted(set(summary) - {"users", "users_skipped"})

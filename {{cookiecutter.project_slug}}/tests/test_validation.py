@@ -61,3 +61,18 @@ def test_empty_frame_fails_on_row_count(good: pl.DataFrame) -> None:
 
 def test_rating_is_optional(good: pl.DataFrame) -> None:
     assert validate(good.drop("rating"), CFG, now=NOW).passed
+
+
+@pytest.mark.parametrize("missing", [float("nan"), None])
+def test_nan_and_null_ratings_fail_where_between_would_skip_them(good: pl.DataFrame, missing: object) -> None:
+    rating = pl.when(pl.int_range(pl.len()) < 2).then(pl.lit(missing, pl.Float64)).otherwise(pl.col("rating"))
+    assert _failed(good.with_columns(rating.alias("rating"))) == {
+        ("expect_column_values_to_not_be_null", "rating"): 2
+    }
+
+
+def test_a_repeated_event_fails_with_its_count(good: pl.DataFrame) -> None:
+    """One row per event, as ingest keeps it: `run --source file` refuses a file repeating events."""
+    assert _failed(pl.concat([good, good.head(4)])) == {
+        ("expect_compound_columns_to_be_unique", "user_id,item_id,timestamp"): 8
+    }

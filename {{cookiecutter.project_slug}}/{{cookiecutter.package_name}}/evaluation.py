@@ -40,8 +40,8 @@ import torch
 
 from .models import Recommender, Vocabulary
 from .models.base import top_k
+from .settings import PER_USER_METRICS as PER_USER
 
-PER_USER = ("ndcg", "recall", "hitrate", "precision", "map", "mrr", "novelty")
 _RESAMPLE_CELLS = 1 << 24  # bootstrap counts held at once (128 MB of float64)
 
 

@@ -2,6 +2,8 @@
 
 Precedence (first wins): overrides passed by the entry point (CLI options) > environment variables named
 `<PACKAGE>_<SECTION>__<FIELD>` > the YAML files, later files over earlier ones > the defaults below.
+Layers merge mapping by mapping, except that an explicit empty mapping (`guards: {}`, `--set x={}`) replaces
+what lies below it: that is how a mapping is cleared. A list always replaces.
 Load once at the entry point with `load_settings` and pass the object down; nothing here reads files or the
 environment at import time.
 """
@@ -15,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +27,12 @@ from pydantic_settings import (
 
 PACKAGE = __name__.split(".")[0]
 ENV_PREFIX = f"{PACKAGE.upper()}_"
+
+# What `evaluation.evaluate` computes at each K, named `<metric>@<K>` (e.g. ndcg@10): per-user metrics, then
+# catalogue-level ones. Defined here, not in evaluation.py (which takes these), because that module imports
+# torch, seconds that checking a config must not pay.
+PER_USER_METRICS = ("ndcg", "recall", "hitrate", "precision", "map", "mrr", "novelty")
+CATALOGUE_METRICS = ("coverage",)
 
 # Set only while `load_settings` builds an object, so the YAML files are an argument, not global state.
 _YAML_FILES: ContextVar[tuple[Path, ...]] = ContextVar("_YAML_FILES", default=())
@@ -182,11 +190,31 @@ class TrainingConfig(_Section):
     checkpoint_dir: str = Field("checkpoints", description="Local directory for epoch checkpoints.")
 
 
+def _check_evaluated(field: str, names: Sequence[str], evaluation: EvaluationConfig) -> None:
+    known = evaluation.metrics()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(
+            f"{field}: {', '.join(map(repr, unknown))} is not a metric evaluation computes with evaluation.k="
+            f"{evaluation.k}; one of {', '.join(known)}"
+        )
+
+
 class EvaluationConfig(_Section):
-    k: list[int] = Field(default_factory=lambda: [10, 20], min_length=1)
-    primary_metric: str = "ndcg@10"
+    k: list[PositiveInt] = Field(default_factory=lambda: [10, 20], min_length=1)
+    primary_metric: str = Field("ndcg@10", description="<metric>@<K>, K one of `k`; promotion decides on it.")
     batch_size: int = Field(1_024, gt=0, description="Users ranked per batch during evaluation.")
     bootstrap_resamples: int = Field(1_000, ge=100, description="Resamples of users for the 95% intervals.")
+
+    def metrics(self) -> list[str]:
+        """Every metric name an evaluation with these settings reports."""
+        return [f"{m}@{k}" for k in sorted(set(self.k)) for m in (*PER_USER_METRICS, *CATALOGUE_METRICS)]
+
+    @model_validator(mode="after")
+    def _primary_metric_is_evaluated(self) -> EvaluationConfig:
+        # Checked here, not after training: a typo would otherwise fail once a model is already registered.
+        _check_evaluated("evaluation.primary_metric", [self.primary_metric], self)
+        return self
 
 
 class RegistryConfig(_Section):
@@ -389,8 +417,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml = YamlConfigSettingsSource(settings_cls, yaml_file=list(_YAML_FILES.get()), deep_merge=True)
-        return (init_settings, env_settings, yaml)
+        files = [YamlConfigSettingsSource(settings_cls, yaml_file=f) for f in _YAML_FILES.get()]
+        return (_Layers(settings_cls, [*files, env_settings, init_settings]),)
+
+    @model_validator(mode="after")
+    def _guards_are_evaluated(self) -> Settings:
+        _check_evaluated("promotion.guards", list(self.promotion.guards), self.evaluation)
+        return self
 
     def resolved(self) -> dict[str, Any]:
         """Every value as plain JSON, secrets masked: what goes into reports and manifests."""
@@ -417,15 +450,35 @@ class Settings(BaseSettings):
         return type(self).from_resolved(deep_merge(self.model_dump(), overrides))
 
 
+class _Layers(PydanticBaseSettingsSource):
+    """The sources, lowest first, laid over each other by `deep_merge`. pydantic-settings' own merge keeps
+    what lies below an empty mapping, so `promotion.guards: {}` could never clear the default guards."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], layers: Sequence[PydanticBaseSettingsSource]
+    ) -> None:
+        super().__init__(settings_cls)
+        self.layers = layers
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns every value at once
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for layer in self.layers:
+            out = deep_merge(out, layer())
+        return out
+
+
 class ConfigFileError(FileNotFoundError):
     pass
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `update` laid over it, section by section."""
+    """`base` with `update` laid over it, section by section; an empty mapping in `update` replaces."""
     out = dict(base)
     for key, value in update.items():
-        nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        nested = isinstance(value, Mapping) and value and isinstance(out.get(key), Mapping)
         out[key] = deep_merge(out[key], value) if nested else value
     return out
 

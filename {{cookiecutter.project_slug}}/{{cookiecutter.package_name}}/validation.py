@@ -1,10 +1,11 @@
 """Great Expectations suites on the interactions contract, reduced to a small result object.
 
 Two suites, both built from the contract (`data/schema.py`) and the thresholds in `ValidationConfig`:
-- `validate`: a snapshot before training (rows, non-null ids and times, time bounds, rating range);
-- `validate_batch`: a new batch before it joins the current snapshot: the same, plus batch size bounds,
-  duplicate events, the share of unseen users and items, and how many rows reach the per-user/per-item
-  minimums in the snapshot the batch would make.
+- `validate`: a snapshot before training (rows, non-null ids and times, time bounds, ratings present and in
+  range, one row per event);
+- `validate_batch`: a new batch before it joins the current snapshot: the same, plus batch size bounds, a
+  rating column when the snapshot has ratings, the share of unseen users and items, and how many rows reach
+  the per-user/per-item minimums in the snapshot the batch would make.
 The flow branches on `ValidationResult.passed`; `failures()` and `markdown()` say what failed, with rows.
 GX runs in an ephemeral context; Data Docs HTML is written only when a folder is given.
 """
@@ -99,7 +100,9 @@ def validate_batch(
     import great_expectations.expectations as gxe
 
     expectations = _base(batch, cfg, now, min_rows=cfg.min_batch_rows, max_rows=cfg.max_batch_rows)
-    expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=_EVENT))
+    if current is not None and "rating" in current.columns:
+        # Without it the batch's events would join the snapshot with null ratings.
+        expectations.append(gxe.ExpectColumnToExist(column="rating"))
     frame = _with_context(batch, current, cfg)
     if current is not None and current.height:
         expectations.append(
@@ -126,8 +129,12 @@ def _base(
         gxe.ExpectColumnValuesToBeBetween(
             column="timestamp", min_value=cfg.timestamp_min, max_value=now + cfg.max_future_seconds
         ),
+        # Ingest refuses a batch that repeats an event; a snapshot read from files must not count one twice.
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=_EVENT),
     ]
     if "rating" in frame.columns:
+        # `between` skips missing values, and GX on pandas sees a NaN as missing: both fail here instead.
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column="rating"))
         expectations.append(
             gxe.ExpectColumnValuesToBeBetween(
                 column="rating", min_value=cfg.rating_min, max_value=cfg.rating_max
