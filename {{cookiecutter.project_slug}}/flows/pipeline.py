@@ -3,8 +3,6 @@
 Each task wraps one core call, reads its inputs from the artifact store, writes its outputs there and returns
 artifact references (content hash + URI), never frames or models. Tasks are cached on their inputs and the
 code, with results persisted, so a rerun on unchanged data and config skips every step (each shows `Cached`).
-A cached result is used only if every object it names is still in the store and hashes to its id; otherwise
-the task runs again, which rewrites the damaged objects (`repaired` in its manifest entry).
 The record task writes the run manifest, the report and the Prefect UI artifacts. Then (unless
 `promotion.enabled` is off) the model is registered and judged for promotion, see `flows/promotion.py`: that
 step reads the registry, so it is never cached and is not part of what `reproduce` checks.
@@ -33,7 +31,16 @@ from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
 from {{ cookiecutter.package_name }} import environment, report, training
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
-from {{ cookiecutter.package_name }}.artifacts.runs import FORMAT, artifact_entry, mermaid, write_manifest
+from {{ cookiecutter.package_name }}.artifacts.runs import (
+    COMPLETED,
+    FAILED,
+    FORMAT,
+    RUNNING,
+    artifact_entry,
+    mermaid,
+    update_status,
+    write_manifest,
+)
 from {{ cookiecutter.package_name }}.data import sources
 from {{ cookiecutter.package_name }}.data.split import split
 from {{ cookiecutter.package_name }}.evaluation import bootstrap_intervals, evaluate
@@ -61,15 +68,13 @@ class ValidationFailed(RuntimeError):
 def inspect_inputs_task(data: DataConfig, storage: StorageConfig) -> list[dict[str, Any]]:
     # Not cached: hashing the input files is what lets `ingest` notice a changed byte behind the same path.
     if data.source == "snapshot":
-        store = open_store(storage)
-        pointer = current_snapshot(store)
+        pointer = current_snapshot(open_store(storage))
         if pointer is None:
             raise FileNotFoundError(
                 "data.source is 'snapshot' but nothing was ingested yet: run `ingest` first"
             )
-        snapshot = ArtifactRef(**pointer["snapshot"])
-        path = f"snapshot:{store.locate(snapshot)}"  # inside the store, whatever wrote it
-        return [{"path": path, "size": snapshot.size, "sha256": snapshot.id}]
+        snapshot = pointer["snapshot"]
+        return [{"path": f"snapshot:{snapshot['uri']}", "size": snapshot["size"], "sha256": snapshot["id"]}]
     return sources.fingerprint_inputs(data)
 
 
@@ -153,6 +158,8 @@ def record_task(
 ) -> dict[str, Any]:
     store = open_store(settings.storage)
     run_id = str(flow_run.get_id() or "local")
+    # Running from before the manifest exists: a run killed from here on is never listed as a success.
+    update_status(store, run_id, status=RUNNING, step="record")
     refs = {
         name: ArtifactRef(**{k: entry[k] for k in ("id", "uri", "kind", "size")})
         for name, entry in artifacts.items()
@@ -187,16 +194,21 @@ def record_task(
     }
     manifest_ref, manifest_uri = write_manifest(store, manifest)
     markdown = report.render_markdown(manifest)
-    # Paths inside the store (the registry keeps the manifest's): a moved store still finds them.
     outputs = {
-        "manifest": store.relative(manifest_uri),
+        "manifest": manifest_uri,
         "manifest_id": manifest_ref.id,
-        "report": store.relative(store.write_text(f"runs/{run_id}/report.md", markdown)),
-        "lineage": store.relative(store.write_text(f"runs/{run_id}/lineage.mmd", mermaid(manifest))),
+        "report": store.write_text(f"runs/{run_id}/report.md", markdown),
+        "lineage": store.write_text(f"runs/{run_id}/lineage.mmd", mermaid(manifest)),
         "store": store.uri_of(""),
     }
     _publish(store, settings, manifest, markdown, outputs)
     return {**manifest, "outputs": outputs}
+
+
+@task(name="run-status")
+def run_status_task(storage: StorageConfig, run_id: str, fields: dict[str, Any]) -> None:
+    """Note how the run is going beside its manifest (`runs` shows it)."""
+    update_status(open_store(storage), run_id, **fields)
 
 
 def _run_name() -> str:
@@ -239,13 +251,23 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         "metrics_per_user": artifact_entry(per_user, "evaluate", ["model", "train", "test"]),
         "metric_intervals": artifact_entry(intervals, "evaluate", ["model", "train", "test"]),
     }
-    # Record and promotion run after the manifest is written, so their cost is in the return value only.
+    # Record and promotion run after the manifest is written, so their cost is in the return value only, and
+    # their failure is noted beside the manifest: the run then shows as failed, not as a success.
     after: dict[str, dict[str, float]] = {}
-    summary = _measured(
-        after, "record", record_task, settings, artifacts, inputs, tasks, gate["summary"], started_at
-    )
-    if settings.promotion.enabled:
-        summary["promotion"] = _measured(after, "promotion", promote_model, settings, summary)
+    run_id, failing = str(flow_run.get_id() or "local"), "record"
+    try:
+        summary = _measured(
+            after, "record", record_task, settings, artifacts, inputs, tasks, gate["summary"], started_at
+        )
+        if settings.promotion.enabled:
+            failing = "promotion"
+            run_status_task(storage, run_id, {"status": RUNNING, "step": failing})
+            summary["promotion"] = _measured(after, "promotion", promote_model, settings, summary)
+    except Exception as exc:
+        failed = {"status": FAILED, "step": failing, "reason": f"{type(exc).__name__}: {exc}"}
+        run_status_task(storage, run_id, failed, return_state=True)  # the first error is the one to raise
+        raise
+    run_status_task(storage, run_id, {"status": COMPLETED, "step": None})
     summary["after_manifest"] = after
     return summary
 
@@ -260,14 +282,6 @@ def _timed(tasks: dict[str, dict[str, Any]], storage: StorageConfig, task_fn: An
     started = time.perf_counter()
     with PeakMemory() as memory:
         state = in_store(task_fn, storage)(*args, return_state=True)
-        damaged = _damaged(state, open_store(storage))
-        if damaged:
-            get_run_logger().warning(
-                "%s: cached result names missing or corrupt objects %s; computing it again",
-                task_fn.name,
-                ", ".join(ref.id[:12] for ref in damaged),
-            )
-            state = in_store(task_fn.with_options(refresh_cache=True), storage)(*args, return_state=True)
     result = state.result()  # re-raises the task's error, which fails the flow
     names = inspect.signature(task_fn.fn).parameters
     tasks[task_fn.name] = {
@@ -275,28 +289,8 @@ def _timed(tasks: dict[str, dict[str, Any]], storage: StorageConfig, task_fn: An
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mb": round(memory.peak_rss_mb, 1),
         "parameters": {name: _plain(value) for name, value in zip(names, args, strict=False)},
-        **({"repaired": [ref.id for ref in damaged]} if damaged else {}),
     }
     return result
-
-
-def _damaged(state: Any, store: ArtifactStore) -> list[ArtifactRef]:
-    """The objects a cached result names that are gone or no longer hash to their ids (each read in full:
-    about 1 s per GB on local disk, small next to the step it saves)."""
-    if state.name != "Cached":
-        return []
-    return [ref for ref in _refs(state.result()) if not store.is_whole(ref)]
-
-
-def _refs(value: Any) -> list[ArtifactRef]:
-    """Every artifact reference inside a task's result (a reference, or lists and dicts holding some)."""
-    if isinstance(value, ArtifactRef):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list | tuple):
-        return [ref for inner in value for ref in _refs(inner)]
-    return []
 
 
 def _measured(into: dict[str, dict[str, float]], name: str, step: Any, *args: Any) -> Any:

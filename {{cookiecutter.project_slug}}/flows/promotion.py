@@ -10,6 +10,11 @@ fully cached rerun, a retrain on drift that changed nothing). A version judged b
 is not judged again: the same model on the same data would meet the same policy, and judging it anew would
 only add a second, contradicting record should the champion have changed meanwhile. A version registered
 but never judged (its run stopped in between) is judged now.
+
+A judgement that fails (an error in the policy, the registry gone, a timed-out approval) retires the version
+it was judging: it stops being the challenger and the registry's history says why (`undecided`); the run is
+then marked failed by the pipeline. Each step notes what it did to the registry in the run's status record
+(runs.py), from which `models rebuild` restores a lost registry.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from prefect.input import RunInput
 
 from flows.ui import ARTIFACT_PREFIX
 from {{ cookiecutter.package_name }} import serving
-from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
+from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store, runs
 from {{ cookiecutter.package_name }}.artifacts.registry import (
     CHAMPION,
     DecisionRecord,
@@ -63,12 +68,15 @@ def register_task(
     version = registry.register(manifest, actor=f"run {manifest['run_id']}")
     judged = registry.decisions(version.version)
     outcome = _registration(version, version.run_id != manifest["run_id"], judged[-1] if judged else None)
+    noted = {"version": version.version, "reused": outcome["reused"], "model_id": version.model_id}
+    runs.update_status(open_store(storage), manifest["run_id"], registry=noted)
     get_run_logger().info(outcome["summary"])
     return outcome
 
 
 @task(name="judge")
 def judge_task(
+    run_id: str,
     version: int,
     policy: PromotionConfig,
     evaluation: EvaluationConfig,
@@ -105,6 +113,7 @@ def judge_task(
     )
     ref = store.put_json(decision.to_dict(), kind="promotion-decision")
     registry.record_decision(version, decision.promote, label, decision.reason, ref.id)
+    runs.update_status(store, run_id, registry={"decision": ref.model_dump()})
     get_run_logger().info("version %d: %s", version, decision.reason)
     create_markdown_artifact(
         key=f"{ARTIFACT_PREFIX}-promotion", markdown=decision.markdown(), description="Promotion decision"
@@ -114,6 +123,7 @@ def judge_task(
 
 @task(name="promote")
 def promote_task(
+    run_id: str,
     version: int,
     expect: int | None,
     actor: str,
@@ -128,20 +138,47 @@ def promote_task(
     except StaleAlias as exc:
         get_run_logger().info("champion moved meanwhile (%s); judging again", exc)
         return {"stale": True}
+    runs.update_status(open_store(storage), run_id, registry={"promoted": True})
     get_run_logger().info("version %d is the champion (was %s)", version, move.from_version)
     return {"stale": False, "from_version": move.from_version, "move_id": move.id}
 
 
+@task(name="retire-undecided")
+def retire_task(
+    version: int, actor: str, reason: str, registry_cfg: RegistryConfig, storage: StorageConfig
+) -> None:
+    """Leave the registry saying why a version has no decision: its judgement failed."""
+    open_registry(registry_cfg, storage).retire_undecided(version, actor, reason)
+
+
 def promote_model(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
     """Register, judge and maybe promote the model of a finished run (inside the pipeline flow)."""
-    policy, storage, registry_cfg = settings.promotion, settings.storage, settings.registry
-    registered = register_task(manifest, registry_cfg, storage)
-    version, reused = registered["version"], registered["reused"]
+    registered = register_task(manifest, settings.registry, settings.storage)
     if registered["decided_before"]:  # its decision stands; nothing moves
         return {**registered, "promoted": False}
     actor = f"run {manifest['run_id']}"
+    try:
+        return _judge_and_promote(settings, manifest["run_id"], registered, actor)
+    except Exception as exc:
+        reason = f"{actor}: judging failed, no decision ({type(exc).__name__}: {exc})"
+        retired = retire_task(
+            registered["version"], actor, reason, settings.registry, settings.storage, return_state=True
+        )
+        if not retired.is_completed():  # the registry itself is gone: `verify` reports the version
+            get_run_logger().warning("version %d could not be retired: %s", registered["version"], retired)
+        raise
+
+
+def _judge_and_promote(
+    settings: Settings, run_id: str, registered: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    """Judge the registered version and move the champion to it if the policy (and a person) says so."""
+    policy, storage, registry_cfg = settings.promotion, settings.storage, settings.registry
+    version, reused = registered["version"], registered["reused"]
     for _ in range(_ATTEMPTS):
-        judged = judge_task(version, policy, settings.evaluation, settings.seed, registry_cfg, storage)
+        judged = judge_task(
+            run_id, version, policy, settings.evaluation, settings.seed, registry_cfg, storage
+        )
         decision = Decision(**judged["decision"])
         outcome = {
             "version": version,
@@ -168,7 +205,14 @@ def promote_model(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any
                 f"{reason} Approved: {answer.reason}".strip(),
             )
         swapped = promote_task(
-            version, decision.champion, actor, reason, judged["decision_ref"]["id"], registry_cfg, storage
+            run_id,
+            version,
+            decision.champion,
+            actor,
+            reason,
+            judged["decision_ref"]["id"],
+            registry_cfg,
+            storage,
         )
         if not swapped["stale"]:
             return {**outcome, "promoted": True}

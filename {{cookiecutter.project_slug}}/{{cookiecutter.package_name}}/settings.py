@@ -225,24 +225,56 @@ class RegistryConfig(_Section):
     )
     # Excluded from dumps like the storage credentials; inserted into `url` when it has no password.
     password: SecretStr | None = Field(None, exclude=True)
+    # Other secrets a driver takes in the URL's query (e.g. `sslpassword`), likewise put back when connecting.
+    secret_query: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
-    def _password_out_of_url(cls, values: Any) -> Any:
-        """A password written into the URL moves to `password`, so manifests and reports never show it."""
+    def _secrets_out_of_url(cls, values: Any) -> Any:
+        """Passwords written into the URL (`user:password@` or `?password=`) move to `password` and
+        `secret_query`, so `config`, manifests, reports and flow-run parameters never show them."""
         if not isinstance(values, Mapping) or not values.get("url"):
             return values
         from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
 
-        url = make_url(str(values["url"]))
-        if url.password is None:
+        try:
+            url = make_url(str(values["url"]))
+        except ArgumentError:
+            return values  # not a URL: left for the engine to refuse, with the reason
+        secrets = {k: v for k, v in url.query.items() if _is_secret_name(k)}
+        if url.password is None and not secrets:
             return values
+        password = url.password if url.password is not None else secrets.pop("password", None)
+        secrets.pop("password", None)  # a second password beside the userinfo one cannot both be used
+        query = {k: v for k, v in url.query.items() if not _is_secret_name(k)}
+        # URL is a named tuple; `set(password=None)` would mean "unchanged".
+        clean = url._replace(password=None).set(query=query)
         return {
             **values,
-            # URL is a named tuple; `set(password=None)` would mean "unchanged".
-            "url": url._replace(password=None).render_as_string(hide_password=False),
-            "password": values.get("password") or url.password,
+            "url": clean.render_as_string(hide_password=False),
+            "password": values.get("password") or password,
+            "secret_query": {**secrets, **dict(values.get("secret_query") or {})},
         }
+
+
+def _is_secret_name(name: str) -> bool:
+    """A URL query parameter that holds a secret (password, sslpassword, token, secret, ...)."""
+    return any(word in name.lower() for word in ("password", "passwd", "secret", "token"))
+
+
+def redact_url(url: str) -> str:
+    """`url` fit to print: its password and secret query values as `***`."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "(not a URL)"
+    query = {k: ("***" if _is_secret_name(k) else v) for k, v in parsed.query.items()}
+    # `***` would be percent-encoded in the query; written back plain, it reads as what it is.
+    return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 class PromotionConfig(_Section):
@@ -428,6 +460,24 @@ class Settings(BaseSettings):
     def resolved(self) -> dict[str, Any]:
         """Every value as plain JSON, secrets masked: what goes into reports and manifests."""
         return self.model_dump(mode="json")
+
+    def secret_environment(self) -> dict[str, str]:
+        """The secrets `resolved()` leaves out, as the environment variables that bring them back.
+
+        Flows rebuild their settings from `resolved()` and the environment (`settings_for_flow`): an entry
+        point that read a secret from a file or an option sets these for its own process (and the processes
+        it starts), so in-process flows see the secret while no flow-run parameter holds it.
+        """
+        found = {
+            "REGISTRY__PASSWORD": self.registry.password,
+            "STORAGE__ACCESS_KEY_ID": self.storage.access_key_id,
+            "STORAGE__SECRET_ACCESS_KEY": self.storage.secret_access_key,
+        }
+        out = {f"{ENV_PREFIX}{name}": value.get_secret_value() for name, value in found.items() if value}
+        if self.registry.secret_query:
+            query = {k: v.get_secret_value() for k, v in self.registry.secret_query.items()}
+            out[f"{ENV_PREFIX}REGISTRY__SECRET_QUERY"] = json.dumps(query)
+        return out
 
     def fingerprint(self) -> str:
         """sha256 of the resolved config minus where things live and what happens around training (storage,

@@ -16,11 +16,17 @@ fully cached rerun, a retrain on data that did not change) gets that version bac
 who asked (action `reuse`, no alias moved). The check and the insert share one locked transaction, so two
 identical runs at once end with one version. The monitor's drift acknowledgements are kept the same way:
 of two monitors at once, one emits (see alerts.py for when an event is due).
+
+Losing the registry must not go unnoticed: `open_registry` refuses a registry that is empty (a 0-byte SQLite
+file, dropped tables, a new database) while the artifact store says runs registered models there, and one
+that lost some of its tables; `rebuild_from_store` (`<package> models rebuild`) fills an empty one again from
+the runs' manifests and status records (runs.py), and `registry_problems` is what `verify` reports.
 """
 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,18 +49,24 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
+from sqlalchemy import inspect as inspect_schema
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 
 from ..alerts import Acknowledgement, EmitDecision, should_emit
-from ..settings import RegistryConfig, StorageConfig
+from ..settings import PACKAGE, RegistryConfig, StorageConfig, redact_url
+from . import runs
+from .store import ArtifactRef, ArtifactStore, canonical_json, open_store
 
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
 ALIASES: Final = (CHAMPION, CHALLENGER)
 NO_ALIAS: Final = ""  # the alias of a history row that moved none (a reuse)
+UNDECIDED: Final = "undecided"  # the action of a version whose judgement failed
+REBUILT: Final = "rebuild"  # the action of history rows written by `rebuild_from_store`
 _ANY: Final = object()  # `expect` not given: move whatever the alias points to now
 
 _metadata = MetaData()
@@ -89,7 +101,8 @@ _moves = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", String(32), nullable=False),
     Column("alias", String(32), nullable=False),
-    Column("action", String(32), nullable=False),  # register | reuse | promote | rollback | clear
+    # register | reuse | promote | rollback | clear | undecided | rebuild
+    Column("action", String(32), nullable=False),
     Column("from_version", Integer, nullable=True),
     Column("to_version", Integer, nullable=True),
     Column("actor", String(200), nullable=False),
@@ -128,6 +141,10 @@ class RegistryError(RuntimeError):
 
 class VersionNotFound(RegistryError, LookupError):
     pass
+
+
+class RegistryDamaged(RegistryError):
+    """The registry lost versions or tables the store says it held: refused rather than recreated empty."""
 
 
 class StaleAlias(RegistryError):
@@ -185,6 +202,8 @@ def registry_url(cfg: RegistryConfig, storage: StorageConfig) -> str:
         url = make_url(cfg.url)
         if cfg.password is not None and url.password is None:
             url = url.set(password=cfg.password.get_secret_value())
+        if cfg.secret_query:
+            url = url.update_query_dict({k: v.get_secret_value() for k, v in cfg.secret_query.items()})
         return url.render_as_string(hide_password=False)
     if "://" in storage.uri and not storage.uri.startswith("file://"):
         # A SQLite file cannot live in object storage: keep it in the working directory (a team shares a
@@ -196,7 +215,58 @@ def registry_url(cfg: RegistryConfig, storage: StorageConfig) -> str:
 
 
 def open_registry(cfg: RegistryConfig, storage: StorageConfig) -> Registry:
-    return Registry(registry_url(cfg, storage))
+    """The configured registry, refused (`RegistryDamaged`) when it is empty while the store's runs say they
+    registered models in it."""
+    registry = Registry(registry_url(cfg, storage))
+    if registry.is_empty():
+        _refuse_if_runs_registered(registry.url, open_store(storage))
+    return registry
+
+
+def registry_problems(url: str, store: ArtifactStore) -> list[str]:
+    """What is wrong between the registry at `url` and the store's runs, one line each (for `verify`).
+
+    The registry cannot be opened, or is empty or damaged while runs registered models; a version a run
+    registered is missing or holds another model; a version has no promotion decision although its run
+    failed or was killed while judging, with nothing in the history saying so.
+    """
+    try:
+        registry = Registry(url)
+        if registry.is_empty():
+            _refuse_if_runs_registered(url, store)
+    except RegistryError as exc:
+        return [str(exc)]
+    held = {v.version: v for v in registry.versions()}
+    statuses = runs.run_statuses(store)
+    problems = []
+    for run_id, status in sorted(statuses.items()):
+        noted = status.get("registry", {})
+        if "version" not in noted:
+            continue
+        found = held.get(noted["version"])
+        if found is None:
+            problems.append(
+                f"run {run_id}: registered version {noted['version']}, which {_where(url)} does not hold"
+            )
+        elif noted.get("model_id", found.model_id) != found.model_id:
+            problems.append(
+                f"run {run_id}: registered model {noted['model_id'][:12]} as version {found.version}, but "
+                f"{_where(url)} holds model {found.model_id[:12]} there"
+            )
+    decided = {d.version for d in registry.decisions()}
+    # Retired after a failed judgement: the history row names the version (a cleared challenger's as `from`).
+    settled = {m.to_version or m.from_version for m in registry.history() if m.action == UNDECIDED}
+    for v in held.values():
+        if v.version in decided | settled or CHAMPION in v.aliases:
+            continue
+        state = runs.run_state(statuses.get(v.run_id))
+        if state in (runs.FAILED, runs.STOPPED):
+            problems.append(
+                f"version {v.version}: no promotion decision, and its run {v.run_id} {state} at "
+                f"{statuses[v.run_id].get('step', 'promotion')} without saying so in the registry "
+                "(the next run of the same model and data judges it)"
+            )
+    return problems
 
 
 def default_actor() -> str:
@@ -210,7 +280,16 @@ class Registry:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _engine(url)
-        _create_schema(self.engine)
+        try:
+            _refuse_lost_tables(self.engine, url)
+            _create_schema(self.engine)
+        except DatabaseError as exc:  # unreachable, wrong password, not a database: one line, no secret
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise RegistryError(f"cannot open the registry {_where(url)}: {reason}") from exc
+
+    def is_empty(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(_versions.c.version).limit(1)).first() is None
 
     # -- versions --------------------------------------------------------------------------------------------
 
@@ -312,6 +391,15 @@ class Registry:
             if len(lineup) < 2:
                 raise RegistryError("there is no previous champion to roll back to")
             return self._move(conn, CHAMPION, lineup[-2], "rollback", actor, reason, None)
+
+    def retire_undecided(self, version: int, actor: str, reason: str) -> AliasMove:
+        """A version whose judgement failed: it stops being the challenger and the history says why (action
+        `undecided`). It stays registered, so a later run of the same model and data reuses and judges it."""
+        with self._locked() as conn:
+            self._require(conn, version)
+            if self._all_aliases(conn).get(CHALLENGER) == version:
+                return self._move(conn, CHALLENGER, None, UNDECIDED, actor, reason, None)
+            return self._log(conn, NO_ALIAS, UNDECIDED, None, version, actor, reason)
 
     def record_decision(
         self, version: int, promoted: bool, reference: str, reason: str, decision_id: str
@@ -462,6 +550,171 @@ class Registry:
         if alias is not None:
             query = query.where(_moves.c.alias == alias)
         return [AliasMove(**row) for row in conn.execute(query).mappings().all()]
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """What `rebuild_from_store` restored, and the runs it could not use."""
+
+    versions: int
+    decisions: int
+    champion: int | None
+    challenger: int | None
+    unrecorded: list[str]  # runs with a manifest but no registration record (older, or promotion off)
+
+
+def rebuild_from_store(url: str, store: ArtifactStore, actor: str) -> Rebuilt:
+    """Fill an empty (or damaged: tables lost) registry from the store's runs, oldest first.
+
+    Each run's status names the version it registered or reused, the decision stored about it and whether it
+    was promoted: versions come back with their numbers and metrics, decisions from their stored records, and
+    the aliases as those decisions moved them. Moves made by hand (`models promote`, `rollback`), the times
+    of the original moves and the drift acknowledgements were never in the store: the history says it was
+    rebuilt, each row names the run it came from. Refuses a registry that is whole and holds versions.
+    """
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            present = set(inspect_schema(conn).get_table_names())
+            whole = {t.name for t in _metadata.sorted_tables} <= present
+            if whole and (count := len(conn.execute(select(_versions.c.version)).all())):
+                raise RegistryError(
+                    f"{_where(url)} holds {count} model versions: a rebuild only fills an empty or damaged "
+                    "registry (move this one aside first)"
+                )
+        # Leftovers of a damaged registry (rows about versions that are gone) cannot be trusted: start anew.
+        _metadata.drop_all(engine, tables=[t for t in _metadata.sorted_tables if t.name in present])
+    except DatabaseError as exc:
+        raise RegistryError(f"cannot open the registry {_where(url)}: {exc.orig or exc}") from exc
+    finally:
+        engine.dispose()
+    registry = Registry(url)
+    manifests = runs.list_runs(store)
+    source = f"rebuilt from the store {store.uri_of('')}"
+    unrecorded, decisions = [], 0
+    with registry._locked() as conn:
+        registry._log(conn, NO_ALIAS, REBUILT, None, None, actor, f"{source}: {len(manifests)} runs")
+        for manifest in manifests:
+            noted = (manifest["status"] or {}).get("registry", {})
+            if "version" not in noted:
+                unrecorded.append(manifest["run_id"])
+                continue
+            decisions += _replay(registry, conn, store, manifest, noted, actor)
+        if conn.dialect.name == "postgresql":  # explicit numbers do not advance the serial's sequence
+            conn.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence('model_versions', 'version'), "
+                    "(SELECT COALESCE(MAX(version), 1) FROM model_versions))"
+                )
+            )
+        held = registry._all_aliases(conn)
+        registry._log(
+            conn,
+            NO_ALIAS,
+            REBUILT,
+            None,
+            None,
+            actor,
+            f"{source}; hand-made promotions and rollbacks, original move times and drift acknowledgements "
+            "were not kept there",
+        )
+    return Rebuilt(
+        versions=len(registry.versions()),
+        decisions=decisions,
+        champion=held.get(CHAMPION),
+        challenger=held.get(CHALLENGER),
+        unrecorded=unrecorded,
+    )
+
+
+def _replay(
+    registry: Registry,
+    conn: Connection,
+    store: ArtifactStore,
+    manifest: dict[str, Any],
+    noted: dict[str, Any],
+    actor: str,
+) -> int:
+    """Put back what one run did to the registry (version, decision, promotion); returns decisions added."""
+    run_id, version, at = manifest["run_id"], int(noted["version"]), manifest["finished_at"]
+    known = conn.execute(select(_versions.c.version).where(_versions.c.version == version)).first()
+    if known is None:
+        stored = {k: v for k, v in manifest.items() if k != "status"}
+        outputs = {
+            "manifest_id": hashlib.sha256(canonical_json(stored)).hexdigest(),
+            "manifest": f"runs/{run_id}/{runs.MANIFEST_NAME}",
+        }
+        row = _version_row({**stored, "outputs": outputs}, f"run {run_id}")
+        conn.execute(insert(_versions).values(**{**row, "version": version, "created_at": at}))
+        registry._move(conn, CHALLENGER, version, REBUILT, actor, f"run {run_id} registered it ({at})", None)
+    else:
+        registry._log(conn, NO_ALIAS, "reuse", None, version, actor, f"run {run_id} reused it ({at})")
+    added = 0
+    if "decision" in noted:
+        ref = ArtifactRef(**noted["decision"])
+        decision = store.get_json(ref)
+        row = {
+            "at": at,
+            "version": version,
+            "promoted": int(decision["promote"]),
+            "reference": decision["reference"],
+            "reason": decision["reason"],
+            "decision_id": ref.id,
+        }
+        conn.execute(insert(_decisions).values(**row))
+        added = 1
+    if noted.get("promoted"):
+        held = registry._all_aliases(conn)
+        if held.get(CHAMPION) != version:
+            reason = f"run {run_id} promoted it ({at})"
+            decision_id = noted.get("decision", {}).get("id")
+            registry._move(conn, CHAMPION, version, REBUILT, actor, reason, decision_id)
+        if held.get(CHALLENGER) == version:
+            registry._move(conn, CHALLENGER, None, REBUILT, actor, f"promoted to {CHAMPION}", None)
+    return added
+
+
+def _refuse_if_runs_registered(url: str, store: ArtifactStore) -> None:
+    registered = {
+        run_id: status["registry"]["version"]
+        for run_id, status in runs.run_statuses(store).items()
+        if "version" in status.get("registry", {})
+    }
+    if registered:
+        versions = sorted(set(registered.values()))
+        raise RegistryDamaged(
+            f"the registry {_where(url)} is empty, but the store {store.uri_of('')} says {len(registered)} "
+            f"runs registered models in it (versions {versions[0]}-{versions[-1]}): it was lost or replaced. "
+            f"Rebuild it from the runs' manifests with `{PACKAGE} models rebuild`"
+        )
+
+
+def _refuse_lost_tables(engine: Engine, url: str) -> None:
+    """Refuse a registry some of whose tables are gone while others hold rows: recreating the missing ones
+    empty would silently drop versions, history or decisions. (All tables missing, or all empty, is a new
+    registry, possibly being created by another process right now: `open_registry` checks it against the
+    store.)"""
+    ours = {t.name for t in _metadata.sorted_tables} - {_lock.name}
+    with engine.connect() as conn:
+        present = set(inspect_schema(conn).get_table_names()) & ours
+        missing = sorted(ours - present)
+        if not missing or not present:
+            return
+        filled = [t for t in sorted(present) if conn.execute(select(_metadata.tables[t]).limit(1)).first()]
+    if filled:
+        raise RegistryDamaged(
+            f"the registry {_where(url)} lost its tables {', '.join(missing)} (still holding rows in "
+            f"{', '.join(filled)}): recreating them empty would lose its versions or history. Rebuild it "
+            f"from the runs' manifests with `{PACKAGE} models rebuild`"
+        )
+
+
+def _where(url: str) -> str:
+    """The registry as a person finds it: the SQLite file's path, or the URL without secrets."""
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database:
+        return f"file {parsed.database}"
+    return redact_url(url)
 
 
 def _champion_lineup(moves: list[AliasMove]) -> list[int]:

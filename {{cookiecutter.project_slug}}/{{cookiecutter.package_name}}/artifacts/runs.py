@@ -4,17 +4,34 @@ A manifest is one JSON document per pipeline run, stored content-addressed and a
 `runs/<run_id>/manifest.json`. It holds everything needed to say what made each artifact (resolved config,
 seeds, input file hashes, code and environment) and to rebuild it (`reproduce`). The functions below are
 pure over manifests, except the few that read them from a store.
+
+The manifest is immutable, but a run goes on after writing it (registration and promotion), so its outcome is
+kept beside it in `runs/<run_id>/status.json`: `running` from before the manifest is written, then
+`completed` or `failed` (with the step and the error). It also keeps what the run did to the registry (the
+version it registered or reused, the decision stored about it, whether it was promoted): the record the
+registry can be rebuilt from (`registry.rebuild_from_store`). A run SIGKILLed while running keeps
+`running` with its host and pid, which `run_state` reads as `stopped` once that process is gone.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 from collections.abc import Iterable, Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
+from .locks import _alive
 from .store import ArtifactRef, ArtifactStore
 
 FORMAT = 1
 MANIFEST_NAME = "manifest.json"
+STATUS_NAME = "status.json"
+RUNNING: Final = "running"
+COMPLETED: Final = "completed"
+FAILED: Final = "failed"
+STOPPED: Final = "stopped"  # never written: a `running` run whose process is gone (killed)
 
 
 class RunNotFound(LookupError):
@@ -34,7 +51,8 @@ def write_manifest(store: ArtifactStore, manifest: dict[str, Any]) -> tuple[Arti
 
 
 def list_runs(store: ArtifactStore, tags: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every run's manifest, oldest first, keeping those that carry all of `tags`."""
+    """Every run's manifest, oldest first, keeping those that carry all of `tags`; each with its `status`
+    (None for a run made before statuses were kept)."""
     manifests = []
     for run_id in store.list("runs"):
         try:
@@ -42,8 +60,47 @@ def list_runs(store: ArtifactStore, tags: Mapping[str, str] | None = None) -> li
         except FileNotFoundError:
             continue  # a run that failed before writing its manifest
         if all(manifest.get("tags", {}).get(k) == v for k, v in (tags or {}).items()):
-            manifests.append(manifest)
+            manifests.append({**manifest, "status": read_status(store, run_id)})
     return sorted(manifests, key=lambda m: (m["started_at"], m["run_id"]))
+
+
+def update_status(store: ArtifactStore, run_id: str, **fields: Any) -> dict[str, Any]:
+    """Record how the run is going (`status`, `step`, `reason`) or what it did (`registry`: merged into what
+    earlier updates recorded); returns the whole status as written."""
+    current = read_status(store, run_id) or {}
+    status = {**current, **fields, "at": _now()}
+    if "registry" in fields:
+        status["registry"] = {**current.get("registry", {}), **fields["registry"]}
+    if fields.get("status") == RUNNING:  # who runs it, so a killed run can be told from a running one
+        status |= {"host": socket.gethostname(), "pid": os.getpid()}
+    if fields.get("status") == COMPLETED:
+        status.pop("reason", None)
+    store.write_text(f"runs/{run_id}/{STATUS_NAME}", json.dumps(status, indent=1, sort_keys=True) + "\n")
+    return status
+
+
+def read_status(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
+    try:
+        return _read_json(store, f"runs/{run_id}/{STATUS_NAME}")
+    except FileNotFoundError:
+        return None
+
+
+def run_statuses(store: ArtifactStore) -> dict[str, dict[str, Any]]:
+    """Every run's status by run id (runs without one left out), without reading the manifests."""
+    found = {run_id: read_status(store, run_id) for run_id in store.list("runs")}
+    return {run_id: status for run_id, status in found.items() if status is not None}
+
+
+def run_state(status: Mapping[str, Any] | None) -> str:
+    """What a status says now: `completed`, `failed`, `running`, or `stopped` (recorded as running, by a
+    process on this host that is gone). A run from before statuses were kept wrote its manifest last."""
+    if status is None:
+        return COMPLETED
+    state = str(status.get("status", COMPLETED))
+    if state == RUNNING and status.get("host") == socket.gethostname() and not _alive(int(status["pid"])):
+        return STOPPED
+    return state
 
 
 def find_run(store: ArtifactStore, key: str) -> dict[str, Any]:
@@ -201,6 +258,8 @@ def _env_summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read_json(store: ArtifactStore, relative: str) -> dict[str, Any]:
-    import json
-
     return json.loads(store.read_text(relative))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
