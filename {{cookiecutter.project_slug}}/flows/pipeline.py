@@ -3,6 +3,8 @@
 Each task wraps one core call, reads its inputs from the artifact store, writes its outputs there and returns
 artifact references (content hash + URI), never frames or models. Tasks are cached on their inputs and the
 code, with results persisted, so a rerun on unchanged data and config skips every step (each shows `Cached`).
+A cached result is used only if every object it names is still in the store and hashes to its id; otherwise
+the task runs again, which rewrites the damaged objects (`repaired` in its manifest entry).
 The record task writes the run manifest, the report and the Prefect UI artifacts. Then (unless
 `promotion.enabled` is off) the model is registered and judged for promotion, see `flows/promotion.py`: that
 step reads the registry, so it is never cached and is not part of what `reproduce` checks.
@@ -68,13 +70,15 @@ class ValidationFailed(RuntimeError):
 def inspect_inputs_task(data: DataConfig, storage: StorageConfig) -> list[dict[str, Any]]:
     # Not cached: hashing the input files is what lets `ingest` notice a changed byte behind the same path.
     if data.source == "snapshot":
-        pointer = current_snapshot(open_store(storage))
+        store = open_store(storage)
+        pointer = current_snapshot(store)
         if pointer is None:
             raise FileNotFoundError(
                 "data.source is 'snapshot' but nothing was ingested yet: run `ingest` first"
             )
-        snapshot = pointer["snapshot"]
-        return [{"path": f"snapshot:{snapshot['uri']}", "size": snapshot["size"], "sha256": snapshot["id"]}]
+        snapshot = ArtifactRef(**pointer["snapshot"])
+        path = f"snapshot:{store.locate(snapshot)}"  # inside the store, whatever wrote it
+        return [{"path": path, "size": snapshot.size, "sha256": snapshot.id}]
     return sources.fingerprint_inputs(data)
 
 
@@ -194,11 +198,12 @@ def record_task(
     }
     manifest_ref, manifest_uri = write_manifest(store, manifest)
     markdown = report.render_markdown(manifest)
+    # Paths inside the store (the registry keeps the manifest's): a moved store still finds them.
     outputs = {
-        "manifest": manifest_uri,
+        "manifest": store.relative(manifest_uri),
         "manifest_id": manifest_ref.id,
-        "report": store.write_text(f"runs/{run_id}/report.md", markdown),
-        "lineage": store.write_text(f"runs/{run_id}/lineage.mmd", mermaid(manifest)),
+        "report": store.relative(store.write_text(f"runs/{run_id}/report.md", markdown)),
+        "lineage": store.relative(store.write_text(f"runs/{run_id}/lineage.mmd", mermaid(manifest))),
         "store": store.uri_of(""),
     }
     _publish(store, settings, manifest, markdown, outputs)
@@ -282,6 +287,14 @@ def _timed(tasks: dict[str, dict[str, Any]], storage: StorageConfig, task_fn: An
     started = time.perf_counter()
     with PeakMemory() as memory:
         state = in_store(task_fn, storage)(*args, return_state=True)
+        damaged = _damaged(state, open_store(storage))
+        if damaged:
+            get_run_logger().warning(
+                "%s: cached result names missing or corrupt objects %s; computing it again",
+                task_fn.name,
+                ", ".join(ref.id[:12] for ref in damaged),
+            )
+            state = in_store(task_fn.with_options(refresh_cache=True), storage)(*args, return_state=True)
     result = state.result()  # re-raises the task's error, which fails the flow
     names = inspect.signature(task_fn.fn).parameters
     tasks[task_fn.name] = {
@@ -289,8 +302,28 @@ def _timed(tasks: dict[str, dict[str, Any]], storage: StorageConfig, task_fn: An
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mb": round(memory.peak_rss_mb, 1),
         "parameters": {name: _plain(value) for name, value in zip(names, args, strict=False)},
+        **({"repaired": [ref.id for ref in damaged]} if damaged else {}),
     }
     return result
+
+
+def _damaged(state: Any, store: ArtifactStore) -> list[ArtifactRef]:
+    """The objects a cached result names that are gone or no longer hash to their ids (each read in full:
+    about 1 s per GB on local disk, small next to the step it saves)."""
+    if state.name != "Cached":
+        return []
+    return [ref for ref in _refs(state.result()) if not store.is_whole(ref)]
+
+
+def _refs(value: Any) -> list[ArtifactRef]:
+    """Every artifact reference inside a task's result (a reference, or lists and dicts holding some)."""
+    if isinstance(value, ArtifactRef):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [ref for inner in value for ref in _refs(inner)]
+    return []
 
 
 def _measured(into: dict[str, dict[str, float]], name: str, step: Any, *args: Any) -> Any:

@@ -28,7 +28,7 @@ def test_json_is_canonical(tmp_path: Path) -> None:
 def test_corruption_is_detected(tmp_path: Path) -> None:
     store = ArtifactStore(str(tmp_path))
     ref = store.put_bytes(b"weights", kind="model")
-    Path(ref.uri.removeprefix("file://")).write_bytes(b"tampered")
+    (tmp_path / ref.uri).write_bytes(b"tampered")  # the reference's path inside the store
     with pytest.raises(ArtifactCorrupted, match=ref.id):
         store.get_bytes(ref)
 

@@ -72,12 +72,12 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     if settings.data.source == "movielens":
         (raw,) = summary["dataset"]["inputs"]
         assert raw["path"].endswith("u.data") and raw["size"] == (Path(raw["path"])).stat().st_size
-    stored = json.loads(Path(summary["outputs"]["manifest"].removeprefix("file://")).read_text())
+    stored = json.loads(store.read_text(summary["outputs"]["manifest"]))  # paths inside the store
     assert stored == {k: v for k, v in summary.items() if k not in ("outputs", "promotion", "after_manifest")}
     # Each step's peak memory: tasks in the manifest, record and promotion (done after it) in the result.
     assert all(t["peak_rss_mb"] > 0 for t in stored["tasks"].values())
     assert set(summary["after_manifest"]) == {"record", "promotion"}
-    report = Path(summary["outputs"]["report"].removeprefix("file://")).read_text()
+    report = store.read_text(summary["outputs"]["report"])
     assert summary["dataset"]["id"][:12] in report and "ndcg@10" in report
 
     from prefect.client.orchestration import get_client

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from prefect.events.worker import EventsWorker
 
+from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, Registry
 from {{ cookiecutter.package_name }}.cli import load_entrypoint
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, load_settings
@@ -122,5 +123,5 @@ def test_pipeline_runs_on_a_postgresql_prefect_server_and_registry(
     assert champion.run_id == summary["run_id"]
     assert champion.model_id == summary["artifacts"]["model"]["id"]
     assert [d.promoted for d in registry.decisions(champion.version)] == [1]
-    manifest = Path(summary["outputs"]["manifest"].removeprefix("file://")).read_text()
+    manifest = open_store(settings.storage).read_text(summary["outputs"]["manifest"])
     assert registry_url.replace(f":{password}@", "@") in manifest and password not in manifest

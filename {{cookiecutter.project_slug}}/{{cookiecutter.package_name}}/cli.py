@@ -1,5 +1,6 @@
-"""The command line: `run` the pipeline, `ingest` batches, `runs`/`lineage`/`compare`/`reproduce`, the
-`models` registry, `recommend`, `benchmark`, `config`, `serve-files` (the store's links for the Prefect UI).
+"""The command line: `run` the pipeline, `ingest` batches, `runs`/`lineage`/`compare`/`reproduce`, `verify`
+the store, the `models` registry, `recommend`, `benchmark`, `config`, `serve-files` (the store's links for
+the Prefect UI).
 
 This is the entry point, so it is where settings are loaded (once) and where process-wide defaults for
 Prefect, GX and Evidently (telemetry off, a patient local-server start) are set, before they are imported.
@@ -168,6 +169,14 @@ def reproduce(
         changes = dotted_overrides(change or [])
     except (runs_catalog.RunNotFound, ValueError) as exc:
         _fail(str(exc), code=2)
+    from .artifacts.verify import check_run
+
+    # Equal ids prove little if the stored bytes are not the ones the ids name.
+    damaged = check_run(store, expected)
+    for problem in damaged:
+        console.print(str(problem), soft_wrap=True, highlight=False)
+    if damaged:
+        _fail(f"not reproduced: {len(damaged)} stored artifact(s) of run {expected['run_id']} are damaged", 1)
     import torch
 
     # Float sums are split across threads, so a different thread count changes the last bits of the weights.
@@ -192,8 +201,32 @@ def reproduce(
             console.print(f"environment {key}: {old} then, {new} now")
         _fail(f"not reproduced; first difference: {difference}", code=1)
     console.print(
-        f"[green]reproduced[/]: all {len(expected['artifacts'])} artifact ids match run {expected['run_id']}"
+        f"[green]reproduced[/]: all {len(expected['artifacts'])} artifact ids match run "
+        f"{expected['run_id']}, and its stored objects hash to them"
     )
+
+
+@app.command()
+def verify(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Check the whole store: objects against their ids, manifests, snapshot pointers, registry references."""
+    from .artifacts.registry import RegistryError, registry_problems
+    from .artifacts.verify import Problem, existing_registry, verify_store
+
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    store = open_store(settings.storage)
+    try:
+        registry, opening = existing_registry(settings.registry, settings.storage), []
+    except RegistryError as exc:
+        registry, opening = None, [Problem("registry", "", "registry", str(exc))]
+    result = verify_store(store, registry)
+    if registry is not None:  # versions the runs registered that it lost; versions killed runs left undecided
+        found = registry_problems(registry.url, store)
+        opening += [Problem("registry", "", "registry", problem) for problem in found]
+    for problem in opening + result.problems:
+        console.print(str(problem), soft_wrap=True, highlight=False)
+    if opening or not result.ok:
+        _fail(f"store {store.uri_of('')}: {result.summary()}", code=1)
+    console.print(f"store {store.uri_of('')}: {result.summary()}", soft_wrap=True, highlight=False)
 
 
 @app.command("compare")
@@ -533,13 +566,13 @@ def recommend(
         state = batch_recommend(settings.resolved(), k=k, version=version, return_state=True)
         if not state.is_completed():
             _fail(f"batch-recommend {state.name}: {_state_message(state)}", code=1)
-        result = state.result()
+        result, store = state.result(), open_store(settings.storage)
+        where = _link(store, result["ref"]["uri"])
         console.print(
-            f"version {result['version']}: top-{k} for {result['users']:,} users -> {result['ref']['uri']}",
-            soft_wrap=True,
+            f"version {result['version']}: top-{k} for {result['users']:,} users -> {where}", soft_wrap=True
         )
         if out is not None:
-            out.write_bytes(open_store(settings.storage).get_bytes(ArtifactRef(**result["ref"])))
+            out.write_bytes(store.get_bytes(ArtifactRef(**result["ref"])))
             console.print(f"copied to {out}")
         return
     if not user:

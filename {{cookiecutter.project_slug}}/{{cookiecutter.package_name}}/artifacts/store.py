@@ -1,10 +1,13 @@
 """Content-addressed artifact store on fsspec: a local directory by default, s3://bucket/prefix by config.
 
 An artifact's id is the sha256 of its bytes, so storing identical bytes twice is a no-op and a reference names
-exactly one content. Objects live at `<root>/objects/<id[:2]>/<id><suffix>`. Writes are atomic: a local write
-goes to a temporary file that is renamed into place; an S3 put is a single object write. Human-readable
-outputs (reports) are written under `<root>/runs/...` by name and are not content-addressed. Processes that
-share a store take turns through `lock(name)` (see `locks.py`).
+exactly one content. Objects live at `<root>/objects/<id[:2]>/<id><suffix>`, and a reference records that path
+relative to the root: a project (or its store) copied or moved elsewhere reads its own objects, never the
+original's. Older references hold an absolute URI; they are read by their file name, in this store. Every
+read checks the bytes against the id, and a put over an object whose bytes no longer match rewrites it.
+Writes are atomic: a local write goes to a temporary file that is renamed into place; an S3 put is a single
+object write. Human-readable outputs (reports) are written under `<root>/runs/...` by name and are not
+content-addressed. Processes that share a store take turns through `lock(name)` (see `locks.py`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,15 @@ from pydantic import BaseModel, ConfigDict
 from ..settings import StorageConfig
 from . import files, locks
 
+OBJECTS = "objects"
+
 
 class ArtifactRef(BaseModel):
-    """What tasks pass to each other: small, hashable and JSON-serialisable."""
+    """What tasks pass to each other: small, hashable and JSON-serialisable.
+
+    `uri` is the object's path inside the store (`objects/ab/<id>.parquet`); `ArtifactStore.uri_of` and
+    `link` turn it into a URI or a URL.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -62,25 +71,61 @@ class ArtifactStore:
 
     def put_bytes(self, data: bytes, kind: str, suffix: str = "") -> ArtifactRef:
         digest = hashlib.sha256(data).hexdigest()
-        path = self._object_path(digest, suffix)
-        if not self.fs.exists(path):
-            self._write(path, data)
-        return ArtifactRef(id=digest, uri=self._uri(path), kind=kind, size=len(data))
+        relative = f"{OBJECTS}/{digest[:2]}/{digest}{suffix}"
+        # An object already there is kept only if it is whole: a recomputed task repairs a damaged one.
+        if not self._is_whole(relative, digest, len(data)):
+            self._write(self._join(relative), data)
+        return ArtifactRef(id=digest, uri=relative, kind=kind, size=len(data))
 
     def get_bytes(self, ref: ArtifactRef) -> bytes:
-        data = self.fs.cat_file(self._path(ref.uri))
+        data = self.fs.cat_file(self._join(self.locate(ref)))
         if hashlib.sha256(data).hexdigest() != ref.id:
-            raise ArtifactCorrupted(f"{ref.uri}: content does not match its id {ref.id}")
+            raise ArtifactCorrupted(f"{self.locate(ref)}: content does not match its id {ref.id}")
         return data
 
     def holds(self, ref: ArtifactRef) -> bool:
         """Whether the object is in the store with its full size (checked before a source is deleted)."""
-        path = self._path(ref.uri)
+        path = self._join(self.locate(ref))
         self.fs.invalidate_cache(path)  # s3fs caches listings: ask the store itself
         try:
             return self.fs.info(path)["size"] == ref.size
         except FileNotFoundError:
             return False
+
+    def is_whole(self, ref: ArtifactRef) -> bool:
+        """Whether the object is in the store and its bytes hash to its id (read in full, not kept)."""
+        return self._is_whole(self.locate(ref), ref.id, ref.size)
+
+    def locate(self, ref: ArtifactRef) -> str:
+        """The object's path inside this store, from its id and file name.
+
+        A reference made by an older version holds an absolute URI (`file:///old/place/objects/ab/<id>.x`):
+        the object is looked up by that name here, so a moved store never reads the place it came from.
+        """
+        name = ref.uri.rsplit("/", 1)[-1]
+        if not _is_digest(ref.id) or not name.startswith(ref.id):
+            raise ValueError(f"not an object reference: {ref.uri} (id {ref.id})")
+        return f"{OBJECTS}/{ref.id[:2]}/{name}"
+
+    def objects(self) -> list[str]:
+        """The path inside the store of every stored object, sorted (what `verify` reads)."""
+        top = self._join(OBJECTS)
+        if not self.fs.exists(top):
+            return []
+        prefix = f"{self.root}/"
+        found = (self.fs._strip_protocol(p) for p in self.fs.find(top))
+        return sorted(p.removeprefix(prefix) for p in found if not Path(p).name.startswith(".tmp-"))
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self.fs.cat_file(self._join(relative))
+
+    def exists(self, relative: str) -> bool:
+        return bool(self.fs.exists(self._join(relative)))
+
+    def digest(self, relative: str) -> str:
+        """The sha256 of a stored file, read in chunks."""
+        with self.fs.open(self._join(relative), "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
 
     def put_frame(self, frame: pl.DataFrame, kind: str) -> ArtifactRef:
         buf = io.BytesIO()
@@ -183,9 +228,6 @@ class ArtifactStore:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _object_path(self, digest: str, suffix: str) -> str:
-        return self._join(f"objects/{digest[:2]}/{digest}{suffix}")
-
     def _join(self, relative: str) -> str:
         parts = Path(relative).parts
         if Path(relative).is_absolute() or ".." in parts:
@@ -197,6 +239,14 @@ class ArtifactStore:
 
     def _path(self, uri: str) -> str:
         return self.fs._strip_protocol(uri)
+
+    def _is_whole(self, relative: str, digest: str, size: int) -> bool:
+        path = self._join(relative)
+        self.fs.invalidate_cache(path)  # s3fs caches listings: ask the store itself
+        try:
+            return self.fs.info(path)["size"] == size and self.digest(relative) == digest
+        except FileNotFoundError:
+            return False
 
     def _write(self, path: str, data: bytes) -> None:
         if not self._local:
@@ -214,6 +264,10 @@ class ArtifactStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _is_digest(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def canonical_json(obj: Any) -> bytes:
