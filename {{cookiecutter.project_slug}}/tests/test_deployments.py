@@ -42,6 +42,10 @@ _wait_for_run, served, _spawn, _stop, _free_port, _wait_healthy = (
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"
 EVENTS = generate(SyntheticConfig(n_users=300, n_items=200, n_interactions=6_000), seed=1)
+LATER = (
+    generate(SyntheticConfig(n_users=300, n_items=200, n_interactions=1_500), seed=2)
+    .with_columns(pl.col("timestamp") + 86_400 * 200)
+)
 
 
 def _settings(tmp_path: Path) -> Settings:
@@ -343,10 +347,10 @@ def test_new_data_event_trains_and_drift_event_retrains(tmp_path: Path) -> None:
         assert current_snapshot(store)["rows"] == 6_000 and not list(landing.iterdir())
         assert [v.version for v in open_registry(settings.registry, settings.storage).versions()] == [1]
 
-        # `watch` announces a file that landed (once its size held still), as it would in production.
-        EVENTS.slice(0, 1_500).with_columns(pl.col("timestamp") + 86_400 * 200).write_csv(
-            landing / "second.csv"
-        )
+        # `watch` announces a file that landed (once its size held still), as it would in production. New
+        # events (another seed), later than the first batch: re-timed copies of old pairs would leave the
+        # implicit models unchanged, and the registry would rightly reuse their version.
+        LATER.write_csv(landing / "second.csv")
         emitted = datetime.now(UTC)
         watched = CliRunner().invoke(
             app,

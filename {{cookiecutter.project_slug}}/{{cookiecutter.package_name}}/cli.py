@@ -700,6 +700,52 @@ def watch(
         time.sleep(interval)
 
 
+@app.command()
+def simulate(
+    data: Annotated[
+        Path | None, typer.Option(help="A MovieLens directory to replay (default: the synthetic data).")
+    ] = None,
+    batches: Annotated[int, typer.Option(min=3, help="Batches after the initial load.")] = 4,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Replay a dataset as time-ordered batches through the served deployments and print a timeline.
+
+    Normal batches go ingest -> validate -> train -> evaluate -> promotion; a shifted batch raises drift and
+    a retrain; a corrupt batch is quarantined while the champion keeps serving. Starts a temporary Prefect
+    server unless PREFECT_API_URL is set, and `serve` against it; stops both at the end.
+    """
+    overrides = _cli_overrides(pairs=set_ or [])
+    if data is not None:
+        if not data.exists():
+            _fail(f"data path does not exist: {data}", code=2)
+        overrides = deep_merge(overrides, {"data": {"source": "movielens", "path": str(data)}})
+    settings = _load(config, overrides)
+    if settings.data.source == "snapshot":
+        _fail("simulate replays a dataset: use --data or data.source synthetic/movielens/file", code=2)
+    _quiet_defaults()
+    import time
+
+    from .data import sources
+
+    format_step = load_entrypoint("flows/simulate.py:format_step")
+    served = load_entrypoint("flows/simulate.py:served")
+    replay = load_entrypoint("flows/simulate.py:simulate")
+    from .simulation import plan_batches
+
+    planned = plan_batches(sources.load(settings.data, settings.seed), n_batches=batches)
+    for batch in planned:
+        console.print(f"{batch.name:<18} {batch.rows:>8,} events  {batch.describe()}")
+    started = time.monotonic()
+    logs = Path(settings.ingest.landing).resolve().parent / "simulate-logs"
+    with served(settings, Path.cwd(), console.print, logs) as url:
+        console.print(f"Prefect UI: {url.removesuffix('/api')}  (server and serve logs in {logs})")
+        steps = replay(settings, planned, lambda step: console.print(format_step(step), highlight=False))
+    console.print(f"\n[bold]timeline[/] ({time.monotonic() - started:.0f} s)")
+    for step in steps:
+        console.print(format_step(step), soft_wrap=True, highlight=False)
+
+
 class _Announced:
     """Files `watch` announced, kept in the landing zone (a hidden file) so a restart does not repeat them."""
 

@@ -232,7 +232,7 @@ class ArtifactStore:
         parts = Path(relative).parts
         if Path(relative).is_absolute() or ".." in parts:
             raise ValueError(f"artifact path must stay inside the store: {relative!r}")
-        return f"{self.root}/{relative}"
+        return f"{self.root}/{relative}" if relative else self.root  # the root itself: no trailing slash
 
     def _uri(self, path: str) -> str:
         return Path(path).as_uri() if self._local else self.fs.unstrip_protocol(path)
