@@ -33,6 +33,7 @@ from flows.schedule import emit_new_data
 from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, open_registry
+from {{ cookiecutter.package_name }}.processes import dies_with_parent
 from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings
 from {{ cookiecutter.package_name }}.simulation import Batch
 
@@ -229,9 +230,16 @@ def _started_at(run: Any) -> datetime:
 def _spawn(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        # Own process group, so stopping it also stops the flow-run subprocesses it started.
+        # Own process group, so stopping it also stops the flow-run subprocesses it started; and it ends
+        # with this process, even a killed one (`dies_with_parent`).
         return subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=dies_with_parent(),
         )
 
 

@@ -31,6 +31,7 @@ from flows.pipeline import (
     validate_task,
 )
 from flows.promotion import register_task
+from flows.server import temporary_server
 from flows.ui import ARTIFACT_PREFIX
 from {{ cookiecutter.package_name }} import sweeps, training
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
@@ -173,15 +174,8 @@ def run_sweep(settings: Settings) -> Any:
 
     Trials run in other processes, which report to the Prefect API this process names. Where none is
     configured (Prefect's local mode), start the temporary server here and name it, so the workers report
-    to it too rather than each starting a server of its own.
+    to it too rather than each starting a server of its own (one that dies with this process: server.py).
     """
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     runnable = sweep.with_options(task_runner=task_runner(settings.sweep))
-    if PREFECT_API_URL.value():
-        return runnable(settings.resolved(), return_state=True)
-    server = SubprocessASGIServer()
-    server.start()
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+    with temporary_server():
         return runnable(settings.resolved(), return_state=True)

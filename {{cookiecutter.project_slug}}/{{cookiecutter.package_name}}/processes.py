@@ -1,0 +1,36 @@
+"""Child processes that end with the process that started them, even when it is SIGKILLed.
+
+A server started for one command (Prefect's temporary API, `serve` in a simulation) must not outlive it.
+Exit handlers stop such children on a normal exit, but none runs after SIGKILL, so the kernel is asked to
+do it: on Linux, `prctl(PR_SET_PDEATHSIG, SIGTERM)` in the child (between fork and exec) has it sent
+SIGTERM when its parent dies. Elsewhere this is a no-op, and a SIGKILLed parent leaves its children running.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` for `subprocess.Popen`: the child is sent SIGTERM when this process dies (Linux).
+
+    The kernel watches the thread that forks, not the process: start such children from a thread that
+    lives as long as the process (the main thread), or they are stopped when that thread ends.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before the request took effect: no signal will come
+            os._exit(1)
+
+    return preexec
