@@ -4,13 +4,19 @@ the Prefect UI).
 
 This is the entry point, so it is where settings are loaded (once) and where process-wide defaults for
 Prefect, GX and Evidently (telemetry off, a patient local-server start) are set, before they are imported.
+It is also the one error boundary (`_Boundary`): a bad input (config file, setting, store, registry, run
+id, path) ends the command with one `error: ...` line and exit 2; `--verbose` adds the traceback.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import traceback
+from collections.abc import Callable
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -19,11 +25,13 @@ from urllib.parse import unquote, urlsplit
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from .artifacts import ArtifactRef, ArtifactStore, open_store
+from .artifacts import ArtifactRef, ArtifactStore, StoreUnusable, open_store
 from .artifacts import runs as runs_catalog
-from .settings import PACKAGE, ConfigFileError, Settings, deep_merge, dotted_overrides, load_settings
+from .settings import PACKAGE, ConfigError, Settings, deep_merge, dotted_overrides, load_settings
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
 _QUIET_DEFAULTS = {
@@ -34,9 +42,95 @@ _QUIET_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
 }
 
-app = typer.Typer(help=f"{PACKAGE}: a reproducible recommender pipeline on Prefect.", no_args_is_help=True)
+
+def _one_line(exc: Exception) -> str | None:
+    """The one line a bad input ends in; None for anything else (a bug: its traceback is shown)."""
+    from .artifacts.registry import RegistryError  # sqlalchemy: imported only once something failed
+
+    if isinstance(exc, ConfigError | StoreUnusable | RegistryError | runs_catalog.RunNotFound):
+        return str(exc)
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return f"invalid settings: {problems}"
+    # A path given (or configured) that cannot be used.
+    unusable = FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError
+    if isinstance(exc, unusable) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return None
+
+
+class _Boundary(TyperGroup):
+    """Every command runs inside `invoke`, so this is the one place a bad input becomes one line."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # an exit chosen (`_fail`), or a usage error typer reports itself
+        except Exception as exc:
+            line = _one_line(exc)
+            if line is None:
+                raise
+            if ctx.params.get("verbose"):
+                traceback.print_exception(exc)
+            _fail(line, code=2)
+
+
+# Locals are never shown in a traceback: they may hold a password or a storage key.
+app = typer.Typer(
+    cls=_Boundary,
+    help=f"{PACKAGE}: a reproducible recommender pipeline on Prefect.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 console = Console()
 err = Console(stderr=True)
+# The running command's root context (set by the app's callback): what lives as long as the command does.
+_COMMAND: ContextVar[typer.Context | None] = ContextVar("_COMMAND", default=None)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", envvar=f"{PACKAGE.upper()}_VERBOSE", help="On a bad input, also show the traceback."
+        ),
+    ] = False,
+) -> None:
+    ctx.call_on_close(_WarningLines.install())
+    token = _COMMAND.set(ctx)
+    ctx.call_on_close(lambda: _COMMAND.reset(token))
+
+
+class _WarningLines(logging.Handler):
+    """The package's warnings (such as a damaged manifest skipped) as `warning: ...` lines on stderr, and
+    only there (not also through Prefect's handlers), each once, for one command."""
+
+    @classmethod
+    def install(cls) -> Callable[[], None]:
+        """Install; returns what undoes it (tests run many commands in one process)."""
+        package_log, handler = logging.getLogger(PACKAGE), cls(logging.WARNING)
+        propagate, package_log.propagate = package_log.propagate, False
+        package_log.addHandler(handler)
+
+        def uninstall() -> None:
+            package_log.removeHandler(handler)
+            package_log.propagate = propagate
+
+        return uninstall
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.shown: set[str] = set()  # `compare` reads the catalog twice, and would say it all twice
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message not in self.shown:
+            self.shown.add(message)
+            err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
 
 ConfigOption = Annotated[
     list[Path] | None,
@@ -137,11 +231,10 @@ def lineage(
     set_: SetOption = None,
 ) -> None:
     """Show what made an artifact: raw input bytes -> snapshot -> split -> model -> metrics."""
+    if out is not None and not out.parent.is_dir():
+        _fail(f"--out {out}: the folder {out.parent} does not exist", code=2)
     store = _store(config, set_)
-    try:
-        manifest, name = runs_catalog.find_artifact(store, key)
-    except runs_catalog.RunNotFound as exc:
-        _fail(str(exc), code=2)
+    manifest, name = runs_catalog.find_artifact(store, key)
     entry = manifest["artifacts"][name]
     console.print(
         f"{name} {entry['id']} (run {manifest['run_id']}, {manifest['finished_at']})", soft_wrap=True
@@ -164,11 +257,8 @@ def reproduce(
 ) -> None:
     """Rebuild a run from its manifest alone and check that every artifact id matches."""
     store = _store(config, set_)
-    try:
-        expected = runs_catalog.find_run(store, run_key)
-        changes = dotted_overrides(change or [])
-    except (runs_catalog.RunNotFound, ValueError) as exc:
-        _fail(str(exc), code=2)
+    changes = dotted_overrides(change or [])
+    expected = runs_catalog.find_run(store, run_key)
     from .artifacts.verify import check_run
 
     # Equal ids prove little if the stored bytes are not the ones the ids name.
@@ -238,10 +328,7 @@ def compare_runs(
 ) -> None:
     """Show what differs between two runs: config, data, artifacts, metrics and environment."""
     store = _store(config, set_)
-    try:
-        a, b = runs_catalog.find_run(store, run_a), runs_catalog.find_run(store, run_b)
-    except runs_catalog.RunNotFound as exc:
-        _fail(str(exc), code=2)
+    a, b = runs_catalog.find_run(store, run_a), runs_catalog.find_run(store, run_b)
     diff = runs_catalog.compare(a, b)
     for section in ("config", "data", "artifacts", "metrics", "environment"):
         table = Table(title=section)
@@ -442,12 +529,7 @@ def models_show(
 ) -> None:
     """One version: its artifacts, run, metrics and the promotion decisions about it."""
     registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
-    from .artifacts.registry import RegistryError
-
-    try:
-        v = registry.get(version)
-    except RegistryError as exc:
-        _fail(str(exc), code=2)
+    v = registry.get(version)
     held = f" ({', '.join(v.aliases)})" if v.aliases else ""
     console.print(f"[bold]version {v.version}[/] {v.model_name}{held}")
     for label, value in (
@@ -475,13 +557,10 @@ def models_promote(
     set_: SetOption = None,
 ) -> None:
     """Make a version the champion by hand, bypassing the policy (the reason is recorded)."""
-    from .artifacts.registry import RegistryError, default_actor
+    from .artifacts.registry import default_actor
 
     registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
-    try:
-        move = registry.promote(version, actor=default_actor(), reason=reason)
-    except RegistryError as exc:
-        _fail(str(exc), code=2)
+    move = registry.promote(version, actor=default_actor(), reason=reason)
     console.print(f"champion: version {move.to_version} (was {move.from_version})")
 
 
@@ -492,13 +571,10 @@ def models_rollback(
     set_: SetOption = None,
 ) -> None:
     """Give the champion alias back to the previous champion."""
-    from .artifacts.registry import RegistryError, default_actor
+    from .artifacts.registry import default_actor
 
     registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
-    try:
-        move = registry.rollback(actor=default_actor(), reason=reason)
-    except RegistryError as exc:
-        _fail(str(exc), code=2)
+    move = registry.rollback(actor=default_actor(), reason=reason)
     console.print(f"champion: version {move.to_version} again (was {move.from_version})")
 
 
@@ -506,14 +582,11 @@ def models_rollback(
 def models_rebuild(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Rebuild an empty or damaged registry from the runs in the artifact store: versions, decisions, and the
     aliases those decisions moved (moves by hand are not in the store)."""
-    from .artifacts.registry import RegistryError, default_actor, rebuild_from_store, registry_url
+    from .artifacts.registry import default_actor, rebuild_from_store, registry_url
 
     settings = _load(config, _cli_overrides(pairs=set_ or []))
     store = open_store(settings.storage)
-    try:
-        done = rebuild_from_store(registry_url(settings.registry, settings.storage), store, default_actor())
-    except RegistryError as exc:
-        _fail(str(exc), code=2)
+    done = rebuild_from_store(registry_url(settings.registry, settings.storage), store, default_actor())
     held = {"champion": done.champion, "challenger": done.challenger}
     aliases = ", ".join(f"{alias} v{v}" if v else f"no {alias}" for alias, v in held.items())
     console.print(
@@ -577,13 +650,12 @@ def recommend(
         return
     if not user:
         _fail("give --user ID (repeatable) or --all", code=2)
+    too_large = [u for u in user if not -(2**63) <= u < 2**63]
+    if too_large:  # user ids are 64-bit integers everywhere (the data contract); polars would overflow
+        _fail(f"--user {too_large[0]}: not a user id (ids are 64-bit integers)", code=2)
     from . import serving
-    from .artifacts.registry import RegistryError
 
-    try:
-        held, model = serving.load_model(_registry(settings), open_store(settings.storage), version)
-    except RegistryError as exc:
-        _fail(str(exc), code=2)
+    held, model = serving.load_model(_registry(settings), open_store(settings.storage), version)
     recs = model.recommend(user, k)
     unknown = sorted(set(user) - set(recs.get_column("user_id").to_list()))
     table = Table(title=f"top-{k} from version {held.version} ({held.model_name})")
@@ -728,9 +800,10 @@ def simulate(
 
     from .data import sources
 
-    format_step = load_entrypoint("flows/simulate.py:format_step")
-    served = load_entrypoint("flows/simulate.py:served")
-    replay = load_entrypoint("flows/simulate.py:simulate")
+    # `served` starts its own server (with the UI), each of its processes dying with this one.
+    format_step = load_entrypoint("flows/simulate.py:format_step", local_server=False)
+    served = load_entrypoint("flows/simulate.py:served", local_server=False)
+    replay = load_entrypoint("flows/simulate.py:simulate", local_server=False)
     from .simulation import plan_batches
 
     planned = plan_batches(sources.load(settings.data, settings.seed), n_batches=batches)
@@ -817,10 +890,7 @@ def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
 
 
 def _cli_overrides(pairs: list[str], **options: Any) -> dict[str, Any]:
-    try:
-        overrides = dotted_overrides(pairs)
-    except ValueError as exc:
-        _fail(str(exc), code=2)
+    overrides = dotted_overrides(pairs)
     data = overrides.setdefault("data", {})
     if options.get("source") is not None:
         data["source"] = options["source"]
@@ -841,13 +911,7 @@ def _load(config: list[Path] | None, overrides: dict[str, Any]) -> Settings:
         files.insert(0, DEFAULT_CONFIG)
     elif not files:
         _fail(f"no {DEFAULT_CONFIG} here: run from the project root or pass --config FILE", code=2)
-    try:
-        settings = load_settings(files, overrides)
-    except ConfigFileError as exc:
-        _fail(str(exc), code=2)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        _fail(f"invalid settings: {problems}", code=2)
+    settings = load_settings(files, overrides)
     # Flows get `resolved()`, which holds no secret, and read secrets from the environment: a password given
     # in a config file or with --set reaches this process's flows (and the processes it starts) that way,
     # never as a flow-run parameter.
@@ -866,17 +930,33 @@ def _run_pipeline(settings: Settings) -> Any:
     return pipeline(settings.resolved(), return_state=True)
 
 
-def load_entrypoint(entrypoint: str) -> Any:
+def load_entrypoint(entrypoint: str, local_server: bool = True) -> Any:
     """An object of the project's `flows/` (`flows/<module>.py:<name>`), loaded the way Prefect loads a
     deployment's entrypoint on a worker: by file path, from the project root (the working directory).
 
     The flows are not an installed package: they are the project's orchestration layer, found beside
-    `configs/`, so the CLI, `serve`, `prefect deploy` and workers all run the same files.
+    `configs/`, so the CLI, `serve`, `prefect deploy` and workers all run the same files. Within a command,
+    `local_server` also provides the Prefect API the flows report to (`_prefect_api`).
     """
     path, _, name = entrypoint.partition(":")
     if not (Path.cwd() / path).is_file():
         _fail(f"no {path} here: run {PACKAGE} from the project root", code=2)
-    return getattr(_flows_module(path), name)
+    module = _flows_module(path)
+    if local_server:
+        _prefect_api()
+    return getattr(module, name)
+
+
+def _prefect_api() -> None:
+    """Within a command: Prefect's temporary local server (where no PREFECT_API_URL is configured), for the
+    command's lifetime and started so that it dies with this process, even SIGKILLed (flows/server.py).
+    Left to Prefect, it would start one that outlives a killed command."""
+    command = _COMMAND.get()
+    if command is None:  # a test or a script loading flows: its Prefect set-up is its own
+        return
+    if "prefect_api" not in command.meta:
+        temporary_server = _flows_module("flows/server.py").temporary_server
+        command.meta["prefect_api"] = command.with_resource(temporary_server())
 
 
 @cache
@@ -893,12 +973,9 @@ def _store(config: list[Path] | None, pairs: list[str] | None) -> ArtifactStore:
 
 
 def _registry(settings: Settings) -> Any:
-    from .artifacts.registry import RegistryError, open_registry
+    from .artifacts.registry import open_registry
 
-    try:
-        return open_registry(settings.registry, settings.storage)
-    except RegistryError as exc:
-        _fail(str(exc), code=2)
+    return open_registry(settings.registry, settings.storage)
 
 
 def _tags(pairs: list[str]) -> dict[str, str]:
@@ -975,5 +1052,6 @@ def _state_message(state: Any) -> str:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/] {message}", soft_wrap=True)
+    # Escaped: a message quoting a value such as `[y` or `[default]` must print as it is, not as markup.
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)

@@ -22,7 +22,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
+    SettingsError,
 )
 
 PACKAGE = __name__.split(".")[0]
@@ -35,7 +35,7 @@ PER_USER_METRICS = ("ndcg", "recall", "hitrate", "precision", "map", "mrr", "nov
 CATALOGUE_METRICS = ("coverage",)
 
 # Set only while `load_settings` builds an object, so the YAML files are an argument, not global state.
-_YAML_FILES: ContextVar[tuple[Path, ...]] = ContextVar("_YAML_FILES", default=())
+_YAML_LAYERS: ContextVar[tuple[dict[str, Any], ...]] = ContextVar("_YAML_LAYERS", default=())
 
 
 class _Section(BaseModel):
@@ -240,8 +240,11 @@ class RegistryConfig(_Section):
 
         try:
             url = make_url(str(values["url"]))
-        except ArgumentError:
-            return values  # not a URL: left for the engine to refuse, with the reason
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            # Not echoed: a mistyped URL may still hold a password.
+            raise ValueError(
+                "registry.url is not a database URL (dialect+driver://user@host/database)"
+            ) from None
         secrets = {k: v for k, v in url.query.items() if _is_secret_name(k)}
         if url.password is None and not secrets:
             return values
@@ -449,8 +452,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        files = [YamlConfigSettingsSource(settings_cls, yaml_file=f) for f in _YAML_FILES.get()]
-        return (_Layers(settings_cls, [*files, env_settings, init_settings]),)
+        return (_Layers(settings_cls, [*_YAML_LAYERS.get(), env_settings, init_settings]),)
 
     @model_validator(mode="after")
     def _guards_are_evaluated(self) -> Settings:
@@ -501,11 +503,14 @@ class Settings(BaseSettings):
 
 
 class _Layers(PydanticBaseSettingsSource):
-    """The sources, lowest first, laid over each other by `deep_merge`. pydantic-settings' own merge keeps
-    what lies below an empty mapping, so `promotion.guards: {}` could never clear the default guards."""
+    """The sources (the YAML files as read by `_read_yaml`), lowest first, laid over each other by
+    `deep_merge`. pydantic-settings' own merge keeps what lies below an empty mapping, so
+    `promotion.guards: {}` could never clear the default guards."""
 
     def __init__(
-        self, settings_cls: type[BaseSettings], layers: Sequence[PydanticBaseSettingsSource]
+        self,
+        settings_cls: type[BaseSettings],
+        layers: Sequence[Mapping[str, Any] | PydanticBaseSettingsSource],
     ) -> None:
         super().__init__(settings_cls)
         self.layers = layers
@@ -516,11 +521,15 @@ class _Layers(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for layer in self.layers:
-            out = deep_merge(out, layer())
+            out = deep_merge(out, layer if isinstance(layer, Mapping) else layer())
         return out
 
 
-class ConfigFileError(FileNotFoundError):
+class ConfigError(ValueError):
+    """A config file, override or environment variable that cannot be read; the message names it."""
+
+
+class ConfigFileError(ConfigError):
     pass
 
 
@@ -535,16 +544,55 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
 
 def load_settings(config_files: Sequence[Path] = (), overrides: Mapping[str, Any] | None = None) -> Settings:
     """Build the settings object from YAML files (in order), the environment and `overrides`."""
-    files = tuple(Path(f) for f in config_files)
-    for f in files:
-        if not f.is_file():
-            # pydantic-settings ignores a missing YAML file silently; a typo must not fall back to defaults.
-            raise ConfigFileError(f"config file not found: {f}")
-    token = _YAML_FILES.set(files)
+    token = _YAML_LAYERS.set(tuple(_read_yaml(Path(f)) for f in config_files))
     try:
         return Settings(**dict(overrides or {}))
+    except SettingsError as exc:  # a value in the environment that is not JSON where JSON is expected
+        raise ConfigError(_environment_problem(str(exc))) from exc
     finally:
-        _YAML_FILES.reset(token)
+        _YAML_LAYERS.reset(token)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's settings; whatever keeps it from being a mapping of settings is a ConfigFileError."""
+    import yaml
+
+    if not path.is_file():
+        # A typo must not fall back to the defaults.
+        raise ConfigFileError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(f"config file {path}: not UTF-8 text (byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"config file {path}: not valid YAML: {_yaml_problem(exc)}") from exc
+    if data is None:  # an empty file (or only comments) sets nothing
+        return {}
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"the single value {data!r}"
+        raise ConfigFileError(f"config file {path}: holds {kind}, not a mapping of settings (section: ...)")
+    return data
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+def _environment_problem(message: str) -> str:
+    """Which environment variables a pydantic-settings parse error is about. Their values are not shown:
+    one may hold a secret (REGISTRY__SECRET_QUERY is JSON too)."""
+    import os
+
+    field = message.split('"')[1] if message.count('"') >= 2 else ""
+    prefix = f"{ENV_PREFIX}{field}".upper()
+    names = sorted(name for name in os.environ if name.upper().startswith(prefix)) or [f"{prefix}..."]
+    return (
+        f"environment variable {', '.join(names)}: not valid JSON, which list and mapping settings take "
+        f"(e.g. {ENV_PREFIX}EVALUATION__K='[10, 20]')"
+    )
 
 
 def settings_for_flow(config: Mapping[str, Any] | None, config_files: Sequence[str] | None) -> Settings:
@@ -563,12 +611,15 @@ def dotted_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"override '{pair}' is not of the form section.field=value")
+            raise ConfigError(f"override '{pair}' is not of the form section.field=value")
         node = out
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override '{pair}' conflicts with another override of '{part}'")
-        node[leaf] = yaml.safe_load(raw)
+                raise ConfigError(f"override '{pair}' conflicts with another override of '{part}'")
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{pair}': not a valid YAML value: {_yaml_problem(exc)}") from exc
     return out

@@ -1,7 +1,7 @@
 """The only place that knows paths, URIs, formats and credentials."""
 
 from .locks import LockLost, LockTimeout
-from .store import ArtifactCorrupted, ArtifactRef, ArtifactStore, canonical_json, open_store
+from .store import ArtifactCorrupted, ArtifactRef, ArtifactStore, StoreUnusable, canonical_json, open_store
 
 __all__ = [
     "ArtifactCorrupted",
@@ -9,6 +9,7 @@ __all__ = [
     "ArtifactStore",
     "LockLost",
     "LockTimeout",
+    "StoreUnusable",
     "canonical_json",
     "open_store",
 ]

@@ -54,12 +54,12 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as inspect_schema
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError, ProgrammingError
 
 from ..alerts import Acknowledgement, EmitDecision, should_emit
 from ..settings import PACKAGE, RegistryConfig, StorageConfig, redact_url
 from . import runs
-from .store import ArtifactRef, ArtifactStore, canonical_json, open_store
+from .store import ArtifactRef, ArtifactStore, canonical_json, local_root, open_store
 
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
@@ -209,7 +209,7 @@ def registry_url(cfg: RegistryConfig, storage: StorageConfig) -> str:
         # A SQLite file cannot live in object storage: keep it in the working directory (a team shares a
         # PostgreSQL registry instead, via registry.url).
         return f"sqlite:///{Path(SQLITE_NAME).resolve()}"
-    root = Path(storage.uri.removeprefix("file://")).resolve()
+    root = local_root(storage.uri)
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / SQLITE_NAME}"
 
@@ -279,7 +279,10 @@ def default_actor() -> str:
 class Registry:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = _engine(url)
+        try:
+            self.engine = _engine(url)
+        except (ArgumentError, ImportError) as exc:  # an unknown dialect, or its driver not installed
+            raise RegistryError(f"cannot use the registry {_where(url)}: {exc}") from exc
         try:
             _refuse_lost_tables(self.engine, url)
             _create_schema(self.engine)

@@ -16,6 +16,7 @@ registry can be rebuilt from (`registry.rebuild_from_store`). A run SIGKILLed wh
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -32,6 +33,19 @@ RUNNING: Final = "running"
 COMPLETED: Final = "completed"
 FAILED: Final = "failed"
 STOPPED: Final = "stopped"  # never written: a `running` run whose process is gone (killed)
+# What the catalog reads from every manifest (`runs`, `lineage`, `compare`, `reproduce`).
+_REQUIRED = (
+    "run_id",
+    "started_at",
+    "finished_at",
+    "config",
+    "dataset",
+    "artifacts",
+    "metrics",
+    "environment",
+)
+
+log = logging.getLogger(__name__)
 
 
 class RunNotFound(LookupError):
@@ -55,13 +69,33 @@ def list_runs(store: ArtifactStore, tags: Mapping[str, str] | None = None) -> li
     (None for a run made before statuses were kept)."""
     manifests = []
     for run_id in store.list("runs"):
+        path = f"runs/{run_id}/{MANIFEST_NAME}"
         try:
-            manifest = _read_json(store, f"runs/{run_id}/{MANIFEST_NAME}")
+            manifest = _read_json(store, path)
+            problem = manifest_problem(manifest)
         except FileNotFoundError:
             continue  # a run that failed before writing its manifest
+        except ValueError as exc:  # not JSON, or not UTF-8
+            problem = f"does not parse ({type(exc).__name__})"
+        if problem is not None:
+            # One damaged manifest must not hide every other run; `verify` reports it with the rest.
+            log.warning("skipped run %s: %s %s; `verify` reports it", run_id, store.uri_of(path), problem)
+            continue
         if all(manifest.get("tags", {}).get(k) == v for k, v in (tags or {}).items()):
             manifests.append({**manifest, "status": read_status(store, run_id)})
     return sorted(manifests, key=lambda m: (m["started_at"], m["run_id"]))
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """Why a parsed manifest cannot be read as one (not a mapping, or missing what the catalog reads)."""
+    if not isinstance(manifest, dict):
+        return f"is a JSON {type(manifest).__name__}, not a manifest"
+    missing = [key for key in _REQUIRED if key not in manifest]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not isinstance(manifest["artifacts"], dict):
+        return "has artifacts that are not a mapping"
+    return None
 
 
 def update_status(store: ArtifactStore, run_id: str, **fields: Any) -> dict[str, Any]:

@@ -53,6 +53,10 @@ class ArtifactCorrupted(IOError):
     """Stored bytes no longer hash to the id they were stored under."""
 
 
+class StoreUnusable(ValueError):
+    """The configured store cannot be one: a local `storage.uri` that is (or lies under) a file."""
+
+
 class ArtifactStore:
     def __init__(
         self,
@@ -63,7 +67,7 @@ class ArtifactStore:
     ) -> None:
         self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
         self._local = isinstance(self.fs, LocalFileSystem)
-        self.root = str(Path(path).resolve()) if self._local else path.rstrip("/")
+        self.root = str(local_root(path)) if self._local else path.rstrip("/")
         self.public_url = public_url.rstrip("/") if public_url else None
         self.link_expiry_seconds = link_expiry_seconds
 
@@ -273,6 +277,16 @@ def _is_digest(value: str) -> bool:
 def canonical_json(obj: Any) -> bytes:
     """Stable JSON bytes (sorted keys, no whitespace variation) so equal values get equal ids."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode()
+
+
+def local_root(uri: str) -> Path:
+    """A local store's root directory, made on first write; refused while it is, or lies under, a file
+    (else listings come back empty and the first write fails deep inside a task)."""
+    root = Path(uri.removeprefix("file://")).resolve()
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        raise StoreUnusable(f"storage.uri {uri}: {existing} is a file, not a directory")
+    return root
 
 
 def open_store(cfg: StorageConfig) -> ArtifactStore:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..settings import RegistryConfig, StorageConfig
 from .landing import CURRENT
 from .registry import Registry, open_registry, registry_url
-from .runs import MANIFEST_NAME
+from .runs import MANIFEST_NAME, manifest_problem
 from .store import OBJECTS, ArtifactRef, ArtifactStore
 
 HISTORY = "snapshots/history"
@@ -156,6 +156,10 @@ def _check_manifests(store: ArtifactStore, objects: _Objects, runs: Iterable[str
             continue  # a run that failed before writing its manifest
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             problems.append(Problem("manifest", run, path, f"does not parse: {type(exc).__name__} {exc}"))
+            continue
+        problem = manifest_problem(manifest)
+        if problem is not None:
+            problems.append(Problem("manifest", run, path, problem))
             continue
         if manifest.get("run_id") != run:
             problems.append(Problem("manifest", run, path, f"names another run: {manifest.get('run_id')}"))
