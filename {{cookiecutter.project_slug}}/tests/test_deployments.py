@@ -42,9 +42,8 @@ _wait_for_run, served, _spawn, _stop, _free_port, _wait_healthy = (
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"
 EVENTS = generate(SyntheticConfig(n_users=300, n_items=200, n_interactions=6_000), seed=1)
-LATER = (
-    generate(SyntheticConfig(n_users=300, n_items=200, n_interactions=1_500), seed=2)
-    .with_columns(pl.col("timestamp") + 86_400 * 200)
+LATER = generate(SyntheticConfig(n_users=300, n_items=200, n_interactions=1_500), seed=2).with_columns(
+    pl.col("timestamp") + 86_400 * 200
 )
 
 
@@ -193,6 +192,7 @@ def test_team_path_with_a_real_worker_runs_every_deployment(
         f"{prefix}DATA__SYNTHETIC__N_USERS": "300",
         f"{prefix}DATA__SYNTHETIC__N_ITEMS": "200",
         f"{prefix}DATA__SYNTHETIC__N_INTERACTIONS": "6000",
+        f"{prefix}STORAGE__URI": "artifacts",  # the copy's own folder, whatever the bake's default store
     }
     server_env = {**env, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     if team_databases:

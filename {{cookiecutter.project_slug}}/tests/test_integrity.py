@@ -155,6 +155,9 @@ def test_a_copied_project_runs_on_its_own_store_after_the_original_is_gone(tmp_p
     for part in ("configs", "flows"):
         shutil.copytree(PROJECT_ROOT / part, original / part, ignore=shutil.ignore_patterns("__pycache__"))
     small = [f"--set=data.synthetic.{key}={value}" for key, value in SMALL.items()]
+    small.append(
+        "--set=storage.uri=artifacts"
+    )  # a local store inside the project, whatever the bake's default
     first = _cli("run", "--model", "popularity", *small, cwd=original)  # the store: ./artifacts
     assert first.returncode == 0, first.stdout + first.stderr
 
