@@ -43,13 +43,13 @@ def temporary_server() -> Iterator[str]:
     if configured:
         yield configured
         return
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     process = subprocess.Popen(
         _uvicorn_command(port), env=_server_environment(), preexec_fn=dies_with_parent()
     )
     try:
-        _wait_healthy(url, process, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+        wait_healthy(url, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), process)
         with _api_url(url), temporary_settings(updates={PREFECT_API_URL: url}):
             try:
                 yield url
@@ -113,21 +113,23 @@ def _server_environment() -> dict[str, str]:
     }
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until the Prefect server at `url` answers its health check; fails early if its `process` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the temporary Prefect server exited with code {process.returncode}")
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the Prefect server for {url} exited with code {process.returncode}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"the temporary Prefect server at {url} was not healthy within {timeout:.0f}s")
+    raise TimeoutError(f"the Prefect server at {url} was not healthy within {timeout:.0f}s")

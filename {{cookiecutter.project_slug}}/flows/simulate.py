@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import yaml
 
 from flows.monitor import LATEST
 from flows.schedule import emit_new_data
+from flows.server import free_port, wait_healthy
 from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, open_registry
@@ -112,7 +112,7 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
     try:
         if not url:
-            port = _free_port()
+            port = free_port()
             url = f"http://127.0.0.1:{port}/api"
             home = scratch / "prefect-home"
             log(f"starting a temporary Prefect server on {url.removesuffix('/api')} (UI)")
@@ -134,7 +134,7 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
                     log_dir / "prefect-server.log",
                 )
             )
-            _wait_healthy(url, timeout=120)
+            wait_healthy(url, timeout=120, process=processes[-1])
         config = scratch / "config.yaml"  # what the served runs use (secrets stay in the environment)
         config.write_text(yaml.safe_dump(settings.resolved()))
         log("serving the deployments")
@@ -256,26 +256,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the Prefect server at {url} was not healthy within {timeout:.0f}s")
 
 
 def _wait_served(timeout: float, server: subprocess.Popen[bytes]) -> None:

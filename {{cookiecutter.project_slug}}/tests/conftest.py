@@ -62,6 +62,25 @@ def prefect_server():
         yield
 
 
+S3_BUCKET = "recsys-test"
+S3_KEY, S3_SECRET = "AKIAEXAMPLEKEYID", "example-secret-value"  # moto accepts any credentials
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3-compatible server (moto) on 127.0.0.1 for the session, holding the bucket S3_BUCKET."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, client_kwargs={"endpoint_url": endpoint}).mkdir(S3_BUCKET)
+    yield endpoint
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
     """A PostgreSQL server on 127.0.0.1 for the session, started by deployments/postgres-local.sh.

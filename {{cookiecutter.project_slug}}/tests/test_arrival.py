@@ -14,12 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
+from conftest import S3_BUCKET as BUCKET
+from conftest import S3_KEY as KEY
+from conftest import S3_SECRET as SECRET
 
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, LockLost, LockTimeout, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone, current_snapshot
@@ -35,8 +37,6 @@ EVENTS = generate(SyntheticConfig(n_users=150, n_items=100, n_interactions=1_200
 FIRST, SECOND = EVENTS.head(800), EVENTS.slice(800, 200)
 BOTH = EVENTS.head(1_000)
 EVENT = ["user_id", "item_id", "timestamp"]
-BUCKET = "arrival-test"
-KEY, SECRET = "AKIAEXAMPLEKEYID", "example-secret-value"  # moto accepts any credentials
 
 # One ingest process: settings from argv, then `ingest_batch` on each file (or on every ready file), one JSON
 # outcome per line. HOLD_AT names a step at which it announces "holding" and stops, to be killed there.
@@ -96,21 +96,6 @@ def _overrides(tmp_path: Path, store: str, **ingest: float) -> dict[str, Any]:
 @pytest.fixture
 def overrides(tmp_path: Path) -> dict[str, Any]:
     return _overrides(tmp_path, str(tmp_path / "store"), settle_seconds=1)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    import s3fs
-
-    s3fs.S3FileSystem(key=KEY, secret=SECRET, client_kwargs={"endpoint_url": endpoint}).mkdir(BUCKET)
-    yield endpoint
-    server.stop()
 
 
 @pytest.fixture

@@ -34,9 +34,11 @@ from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings, StorageC
 LANDING_RESOURCE = load_entrypoint("flows/schedule.py:LANDING_RESOURCE")
 build_deployments = load_entrypoint("flows/schedule.py:build_deployments")
 DATASET_RESOURCE = load_entrypoint("flows/monitor.py:DATASET_RESOURCE")
-_wait_for_run, served, _spawn, _stop, _free_port, _wait_healthy = (
-    load_entrypoint(f"flows/simulate.py:{name}")
-    for name in ("_wait_for_run", "served", "_spawn", "_stop", "_free_port", "_wait_healthy")
+_wait_for_run, served, _spawn, _stop = (
+    load_entrypoint(f"flows/simulate.py:{name}") for name in ("_wait_for_run", "served", "_spawn", "_stop")
+)
+_free_port, _wait_healthy = (
+    load_entrypoint(f"flows/server.py:{name}") for name in ("free_port", "wait_healthy")
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

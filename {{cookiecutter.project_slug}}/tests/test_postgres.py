@@ -19,9 +19,9 @@ from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, load_settings
 
 # The flows as a worker loads them: by file path, from the project root.
 pipeline = load_entrypoint("flows/pipeline.py:pipeline")
-_free_port, _spawn, _stop, _wait_healthy = (
-    load_entrypoint(f"flows/simulate.py:{name}")
-    for name in ("_free_port", "_spawn", "_stop", "_wait_healthy")
+_spawn, _stop = (load_entrypoint(f"flows/simulate.py:{name}") for name in ("_spawn", "_stop"))
+_free_port, _wait_healthy = (
+    load_entrypoint(f"flows/server.py:{name}") for name in ("free_port", "wait_healthy")
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

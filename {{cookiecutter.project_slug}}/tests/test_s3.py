@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import S3_BUCKET as BUCKET
+from conftest import S3_KEY as KEY
+from conftest import S3_SECRET as SECRET
 
 from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, StorageConfig, load_settings
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-BUCKET = "recsys-test"
-KEY, SECRET = "AKIAEXAMPLEKEYID", "example-secret-value"  # moto accepts any credentials
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    import s3fs
-
-    s3fs.S3FileSystem(key=KEY, secret=SECRET, client_kwargs={"endpoint_url": endpoint}).mkdir(BUCKET)
-    yield endpoint
-    server.stop()
 
 
 @pytest.fixture
