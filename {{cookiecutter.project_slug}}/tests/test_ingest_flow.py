@@ -110,3 +110,15 @@ def test_pipeline_on_snapshot_before_any_ingest_is_a_clear_error(tmp_path: Path)
     assert state.is_failed()
     with pytest.raises(FileNotFoundError, match="nothing was ingested yet"):
         state.result()
+
+
+def test_a_file_still_arriving_is_left_and_named(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    EVENTS.head(500).write_csv(landing / "arriving.csv")  # just written: not settled yet
+    options = [f"--set=ingest.landing={landing}", f"--set=storage.uri={tmp_path / 'store'}"]
+    options.append("--set=ingest.settle_seconds=60")  # a minute, whatever the machine's load
+    result = CliRunner().invoke(app, ["ingest", "--config", str(DEFAULT), *options], env={"COLUMNS": "200"})
+    code, out = result.exit_code, result.output
+    assert code == 0 and "nothing waiting" in out and "1 file(s) still arriving" in out, out
+    assert (landing / "arriving.csv").is_file() and not (tmp_path / "store" / "snapshots").exists()

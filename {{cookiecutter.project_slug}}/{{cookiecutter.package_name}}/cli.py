@@ -392,7 +392,9 @@ def ingest(
         if o.get("docs"):
             console.print(f"  data docs: {_link(store, o['docs'] + '/index.html')}", soft_wrap=True)
     if not outcomes:
-        console.print(f"nothing waiting in {settings.ingest.landing}")
+        arriving = len(zone.look().settling)
+        later = f" ({arriving} file(s) still arriving: ingest again once they settle)" if arriving else ""
+        console.print(f"nothing waiting in {settings.ingest.landing}{later}", soft_wrap=True)
     if not state.is_completed():
         _fail(f"ingest {state.name}: {state.message}", code=1)
 
