@@ -37,7 +37,7 @@ def _run_suite(project: Path, ml100k_dir: Path | None) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=2700,  # about 15-20 min on 2 quiet cores (the e2e tests start real servers and workers)
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
     print(result.stdout[-600:])
