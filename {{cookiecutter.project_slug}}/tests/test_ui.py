@@ -207,7 +207,8 @@ def test_retrain_names_and_tags_its_runs_and_its_links_open(tmp_path: Path) -> N
         assert outer.name == "retrain (schedule)"
         assert {"trigger=schedule", "team=recs"} <= set(outer.tags)
         assert {"trigger=schedule", "team=recs"} <= set(inner.tags)
-        name = f"pipeline ease on {summary['dataset']['id'][:12]} cfg {summary['config_fingerprint'][:8]}"
+        dataset, config = summary["dataset"]["id"][:12], summary["config_fingerprint"][:8]
+        name = f"pipeline {summary['model']} on {dataset} cfg {config}"  # the bake's default model
         assert inner.name == name and summary["flow_run_name"] == name  # the manifest has the final name
         assert summary["tags"] == {"team": "recs", "trigger": "schedule"}
 
