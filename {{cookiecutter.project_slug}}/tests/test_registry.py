@@ -184,19 +184,25 @@ def _contender(url: str, worker: int, rounds: int, barrier: Any, results: Any) -
         barrier.wait()
 
 
-def test_parallel_promotions_leave_one_champion_and_a_consistent_history(shared_url: str) -> None:
-    """Two processes promote at the same moment, 20 rounds: exactly one wins each round, no lost update."""
-    url, rounds = shared_url, 20
-    Registry(url)  # the schema exists before the race starts (creating it concurrently is tested below)
+def _race(target: Any, url: str, rounds: int) -> list[Any]:
+    """Two spawned processes running `target(url, worker, rounds, barrier, results)`; all they put."""
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_contender, args=(url, w, rounds, barrier, results)) for w in (0, 1)]
+    workers = [context.Process(target=target, args=(url, w, rounds, barrier, results)) for w in (0, 1)]
     for p in workers:
         p.start()
     outcomes = [results.get(timeout=300) for _ in range(2 * rounds)]
     for p in workers:
         p.join(timeout=60)
         assert p.exitcode == 0
+    return outcomes
+
+
+def test_parallel_promotions_leave_one_champion_and_a_consistent_history(shared_url: str) -> None:
+    """Two processes promote at the same moment, 20 rounds: exactly one wins each round, no lost update."""
+    url, rounds = shared_url, 20
+    Registry(url)  # the schema exists before the race starts (creating it concurrently is tested below)
+    outcomes = _race(_contender, url, rounds)
     for round_ in range(rounds):
         states = sorted(state for r, _, state in outcomes if r == round_)
         assert states == ["promoted", "stale"], f"round {round_}: {states}"
@@ -223,15 +229,7 @@ def test_identical_runs_registering_at_once_end_with_one_version(shared_url: str
     each round, and the history holds one registration and one reuse of it."""
     url, rounds = shared_url, 10
     Registry(url)
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_twin, args=(url, w, rounds, barrier, results)) for w in (0, 1)]
-    for p in workers:
-        p.start()
-    outcomes = [results.get(timeout=300) for _ in range(2 * rounds)]
-    for p in workers:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    outcomes = _race(_twin, url, rounds)
     for round_ in range(rounds):
         assert len({v for r, v in outcomes if r == round_}) == 1, f"round {round_}: {outcomes}"
     registry = Registry(url)
