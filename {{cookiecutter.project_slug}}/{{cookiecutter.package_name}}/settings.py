@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -55,32 +64,118 @@ class SyntheticConfig(_Section):
     with_rating: bool = True
 
 
-class ColumnMap(_Section):
-    """Source column names for each contract column (generic CSV/Parquet files)."""
+Column = str | int  # a header name, or a 0-based position (the only way to name a column without a header)
 
-    user_id: str = "user_id"
-    item_id: str = "item_id"
-    timestamp: str = "timestamp"
-    rating: str | None = "rating"
+
+class ColumnMap(_Section):
+    """Which column of a file holds each contract column: a header name or a 0-based position.
+
+    `timestamp` and `rating` may be null for data without them: without timestamps the snapshot keeps the
+    order events arrived in, the default split is random and monitoring windows follow arrival order.
+    """
+
+    user_id: Column = "user_id"
+    item_id: Column = "item_id"
+    timestamp: Column | None = "timestamp"
+    rating: Column | None = "rating"
+
+
+class ItemsConfig(_Section):
+    """An optional catalogue file (item id and title) that `recommend` shows titles from. MovieLens
+    directories bring theirs (u.item, movies.dat, movies.csv); other sources name one here."""
+
+    path: Path | None = Field(None, description="CSV/Parquet file with an item id and a title column.")
+    id: Column = "item_id"
+    title: Column = "title"
+    csv_separator: str = ","
+    has_header: bool = True
+
+    @field_validator("csv_separator")
+    @classmethod
+    def _unescaped(cls, value: str) -> str:
+        return _separator("data.items.csv_separator", value)
+
+
+# What a file's name says about its format when `data.format` is auto (anything else is read as CSV text).
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_SEPARATOR_ESCAPES = {"\\t": "\t", "tab": "\t", "\\s": " ", "space": " "}
+
+
+def _separator(field: str, value: str) -> str:
+    """A separator as written in a config file or after --set: `\\t` (or `tab`) is a tab."""
+    value = _SEPARATOR_ESCAPES.get(value, value)
+    if not value or any(c in value for c in "\r\n\"") or value.isalnum():
+        raise ValueError(
+            f"{field}: {value!r} cannot separate columns; use a character such as ',', ';', '|', '::' or \\t"
+        )
+    return value
 
 
 class DataConfig(_Section):
     source: Literal["synthetic", "movielens", "file", "snapshot"] = Field(
         "synthetic", description="`snapshot`: the current snapshot built by `ingest` from landed batches."
     )
-    path: Path | None = Field(None, description="MovieLens directory, or a CSV/Parquet file or directory.")
+    path: Path | None = Field(None, description="MovieLens directory, or a data file or directory of them.")
+    # Registered models, their champion and history are kept per dataset: a model is only ever judged
+    # against, and only ever replaces, a champion trained on the same dataset.
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="The dataset's name in the registry; null: `synthetic`, `snapshot` or the path's stem.",
+    )
     synthetic: SyntheticConfig = SyntheticConfig()
+    format: Literal["auto", "csv", "parquet"] = Field(
+        "auto", description="auto: .parquet/.pq files are Parquet, any other file is CSV text (.csv .dat .tsv .txt)."
+    )
+    has_header: bool = Field(True, description="false: data.columns.* are 0-based column positions.")
     columns: ColumnMap = ColumnMap()
-    csv_separator: str = ","
+    csv_separator: str = Field(",", description="One or more characters (e.g. '::'); \\t for a tab.")
     timestamp_unit: Literal["s", "ms", "us", "iso"] = Field(
         "s", description="How timestamps are written in files."
     )
+    items: ItemsConfig = ItemsConfig()
+
+    @field_validator("csv_separator")
+    @classmethod
+    def _unescaped(cls, value: str) -> str:
+        return _separator("data.csv_separator", value)
 
     @model_validator(mode="after")
-    def _path_needed(self) -> DataConfig:
+    def _checked(self) -> DataConfig:
         if self.source in ("movielens", "file") and self.path is None:
             raise ValueError(f"data.path is required when data.source is '{self.source}'")
+        if not self.has_header:
+            # An environment variable gives the position as text.
+            columns = self.columns.model_dump()
+            digits = {k: int(v) for k, v in columns.items() if isinstance(v, str) and v.isdigit()}
+            if digits:
+                object.__setattr__(self, "columns", ColumnMap(**{**columns, **digits}))
+        if not self.has_header and self.source == "file":
+            named = [k for k, v in self.columns.model_dump().items() if isinstance(v, str)]
+            if named:
+                raise ValueError(
+                    f"data.has_header is false, so data.columns.{named[0]} must be a 0-based column position "
+                    f"(e.g. --set data.columns.{named[0]}=0), not the name {getattr(self.columns, named[0])!r}"
+                )
         return self
+
+    def dataset_name(self) -> str:
+        """The dataset's registry name: `data.name`, else `synthetic`, `snapshot`, or the path's stem
+        (`ml-100k` for a MovieLens directory, `ratings` for ratings.dat)."""
+        if self.name:
+            return self.name
+        if self.source in ("synthetic", "snapshot") or self.path is None:
+            return self.source
+        path = Path(self.path)
+        stem = path.name if path.is_dir() or not path.suffix else path.stem
+        cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:64]
+        return cleaned or "data"
+
+    def is_parquet(self, file: Path) -> bool:
+        """Whether `file` is read as Parquet (else as CSV text)."""
+        if self.format != "auto":
+            return self.format == "parquet"
+        return file.suffix.lower() in PARQUET_SUFFIXES
 
 
 class ValidationConfig(_Section):
@@ -483,11 +578,21 @@ class Settings(BaseSettings):
 
     def fingerprint(self) -> str:
         """sha256 of the resolved config minus where things live and what happens around training (storage,
-        landing, registry, promotion, monitoring, deployments, sweeps, progress and checkpoints): the
-        experiment, wherever it runs."""
+        landing, registry, promotion, monitoring, deployments, sweeps, progress and checkpoints, the dataset's
+        name and its titles): the experiment, wherever it runs."""
         payload = self.model_dump(
             mode="json",
-            exclude={"storage", "ingest", "training", "registry", "promotion", "monitor", "deploy", "sweep"},
+            exclude={
+                "storage": True,
+                "ingest": True,
+                "training": True,
+                "registry": True,
+                "promotion": True,
+                "monitor": True,
+                "deploy": True,
+                "sweep": True,
+                "data": {"name", "items"},
+            },
         )
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
@@ -604,9 +709,7 @@ def settings_for_flow(config: Mapping[str, Any] | None, config_files: Sequence[s
 
 
 def dotted_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """Turn CLI `section.field=value` strings into a nested dict; values are parsed as YAML scalars."""
-    import yaml
-
+    """Turn CLI `section.field=value` strings into a nested dict (see `override_value` for the values)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -619,7 +722,32 @@ def dotted_overrides(pairs: Sequence[str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{pair}' conflicts with another override of '{part}'")
         try:
-            node[leaf] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{pair}': not a valid YAML value: {_yaml_problem(exc)}") from exc
+            node[leaf] = override_value(raw)
+        except ValueError as exc:
+            raise ConfigError(f"override '{pair}': {exc}") from exc
     return out
+
+
+def override_value(raw: str) -> Any:
+    """A `--set` value: a YAML scalar (`500`, `true`, `null`), a quoted string or a flow collection (`{}`,
+    `[10, 20]`); anything else is the text as written. Separators such as `::`, `|`, `#` or `:` would
+    otherwise be read as YAML block syntax, a comment or an error."""
+    import yaml
+
+    text = raw.strip()
+    if not text and not raw:
+        return None  # `--set storage.public_url=`
+    if text[:1] in ("{", "[", "'", '"'):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not a valid YAML value: {_yaml_problem(exc)}") from exc
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(node, yaml.ScalarNode) and node.style is None and node.tag != "tag:yaml.org,2002:str":
+        return yaml.safe_load(text)  # a plain number, boolean or null
+    if isinstance(node, yaml.ScalarNode) and node.style is None and node.value == text:
+        return text
+    return raw
