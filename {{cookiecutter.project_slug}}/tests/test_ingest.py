@@ -78,8 +78,12 @@ def _truncated_parquet() -> bytes:
 CORPUS: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "empty file": ("empty.csv", lambda: b"", r"cannot be read"),
     "truncated parquet": ("cut.parquet", _truncated_parquet, r"cannot be read"),
-    "wrong delimiter": ("semi.csv", lambda: _csv(SECOND, ";"), r"missing.*csv_separator"),
-    "missing column": ("noitem.csv", lambda: _csv(SECOND.drop("item_id")), r"\['item_id'\].*missing"),
+    "wrong delimiter": ("semi.csv", lambda: _csv(SECOND, ";"), r"separated by ';'.*data.csv_separator=';'"),
+    "missing column": (
+        "noitem.csv",
+        lambda: _csv(SECOND.drop("item_id")),
+        r"data.columns.item_id='item_id' is not a column; its columns are \['user_id', 'timestamp', 'rat",
+    ),
     "extra columns": (
         "extra.csv",
         lambda: _csv(SECOND.with_columns(pl.lit("x").alias("device"))),
@@ -164,7 +168,8 @@ CORPUS: dict[str, tuple[str, Callable[[], bytes], str]] = {
         lambda: _csv(SECOND.with_columns(pl.col("item_id") + 10_000)),
         r"mean_to_be_between\(new_item\)",
     ),
-    "unsupported file type": ("events.json", lambda: b'{"user_id": 1}', r"unsupported file type"),
+    # Any name is read as delimited text (data.format): a JSON document is refused by what it holds.
+    "JSON, not delimited text": ("events.json", lambda: b'{"user_id": 1}\n{"user_id": 2}\n', r"single col"),
 }
 
 
@@ -330,7 +335,7 @@ def test_a_path_outside_the_landing_zone_is_never_opened(
 def test_reader_errors_do_not_quote_a_file_that_is_no_batch(settings: Settings, store: ArtifactStore) -> None:
     """A secrets file dropped in the landing zone is refused naming it, its size and hash: not its lines."""
     outcome = ingest_batch(_land(settings, "passwd.csv", SECRET * 3), settings, store, now=NOW)
-    assert outcome.quarantined_to and "none of them named" in outcome.reasons[0]
+    assert outcome.quarantined_to and "data.columns.user_id='user_id' is not a column" in outcome.reasons[0]
     env = b'API_KEY=SECRET-1\nDB="SECRET-2\n'  # an unclosed quote: polars would quote the line
     outcome = ingest_batch(_land(settings, "env.csv", env), settings, store, now=NOW)
     assert outcome.quarantined_to

@@ -125,7 +125,7 @@ class DataConfig(_Section):
     )
     synthetic: SyntheticConfig = SyntheticConfig()
     format: Literal["auto", "csv", "parquet"] = Field(
-        "auto", description="auto: .parquet/.pq files are Parquet, any other file is CSV text (.csv .dat .tsv .txt)."
+        "auto", description="auto: .parquet/.pq files are Parquet, any other is text (.csv .dat .tsv .txt)."
     )
     has_header: bool = Field(True, description="false: data.columns.* are 0-based column positions.")
     columns: ColumnMap = ColumnMap()
@@ -154,8 +154,9 @@ class DataConfig(_Section):
             named = [k for k, v in self.columns.model_dump().items() if isinstance(v, str)]
             if named:
                 raise ValueError(
-                    f"data.has_header is false, so data.columns.{named[0]} must be a 0-based column position "
-                    f"(e.g. --set data.columns.{named[0]}=0), not the name {getattr(self.columns, named[0])!r}"
+                    f"data.has_header is false, so data.columns.{named[0]} must be a 0-based column "
+                    f"position (e.g. --set data.columns.{named[0]}=0), not the name "
+                    f"{getattr(self.columns, named[0])!r}"
                 )
         return self
 

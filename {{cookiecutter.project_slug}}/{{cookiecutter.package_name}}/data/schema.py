@@ -1,7 +1,9 @@
 """The interactions contract: the one frame shape every source produces and every step consumes.
 
 Written once here and read by ingestion, validation and the docs. Ids are integers (raw ids, as the source
-wrote them); timestamps are Unix seconds (UTC); rating is optional and may be absent from a dataset.
+wrote them); timestamps are Unix seconds (UTC). Timestamp and rating are optional: a dataset without
+timestamps keeps its events in the order they arrived (file order, then batch after batch), and every step
+that needs time (a temporal split, time-of-day drift features) says so or does without.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("user_id", pl.Int64(), False, "id", "Raw user id from the source."),
     Column("item_id", pl.Int64(), False, "id", "Raw item id from the source."),
-    Column("timestamp", pl.Int64(), False, "s", "Event time in Unix seconds, UTC."),
+    Column("timestamp", pl.Int64(), False, "s", "Event time in Unix seconds, UTC (optional)."),
     Column("rating", pl.Float64(), True, "score", "Explicit rating, if the source has one (optional)."),
 )
-REQUIRED: tuple[str, ...] = ("user_id", "item_id", "timestamp")
-OPTIONAL: tuple[str, ...] = ("rating",)
+REQUIRED: tuple[str, ...] = ("user_id", "item_id")
+OPTIONAL: tuple[str, ...] = ("timestamp", "rating")
+ORDER: tuple[str, ...] = ("timestamp", "user_id", "item_id")
 DTYPES: dict[str, pl.DataType] = {c.name: c.dtype for c in COLUMNS}
 
 
@@ -76,6 +79,23 @@ def _raise_bad_rows(series: pl.Series, mask: pl.Series, dtype: pl.DataType, orig
         f"{origin}: column '{series.name}' must be {dtype}; {int(mask.sum())} value(s) are not, "
         f"first at row(s) {rows}: {values}"
     )
+
+
+def ordered(frame: pl.DataFrame) -> pl.DataFrame:
+    """The canonical row order: by (timestamp, user, item) when there is time, else as the events arrived
+    (sorting by id would lose the only order such data has)."""
+    if "timestamp" not in frame.columns:
+        return frame
+    return frame.sort(ORDER, maintain_order=True)
+
+
+def event_key(frame: pl.DataFrame) -> list[str]:
+    """The columns that identify one event: user, item and, when there is one, its time."""
+    return [c for c in ORDER if c in frame.columns]
+
+
+def has_time(frame: pl.DataFrame) -> bool:
+    return "timestamp" in frame.columns
 
 
 def empty() -> pl.DataFrame:

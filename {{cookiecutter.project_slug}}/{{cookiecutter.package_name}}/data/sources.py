@@ -3,7 +3,11 @@
 - synthetic: the seeded generator in `synthetic.py` (the default; nothing to download).
 - movielens: a MovieLens directory, format detected from the files present: ml-100k `u.data`,
   ml-1m/10m `ratings.dat`, ml-latest(-small)/ml-25m `ratings.csv`.
-- file: a CSV or Parquet file (or a directory of them) with a column map and a timestamp unit from config.
+- file: a file of any name (or a directory of data files) read as Parquet or as delimited text (`data.format`;
+  by default `.parquet`/`.pq` are Parquet and anything else, `.csv .dat .tsv .txt`, is text), with or without
+  a header (`data.has_header`; without one, `data.columns.*` are 0-based positions), a separator of one or
+  more characters (`data.csv_separator`: `,`, `\\t`, `::`), a column map in which timestamp and rating may be
+  null, and a timestamp unit.
 
 Every error names the file and, where it can, the column and rows. Readers never modify what they read.
 An error never quotes a file that does not look like interactions: the header is quoted only once it names a
@@ -32,7 +36,10 @@ class SourceError(ValueError):
 
 
 MOVIELENS_FILES = ("u.data", "ratings.dat", "ratings.csv")
-FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+# The files a directory given as `data.path` contributes (a single file given by name may have any suffix).
+DIRECTORY_SUFFIXES = (".csv", ".tsv", ".dat", ".parquet", ".pq")
+# Stands in for a separator of several characters, which polars' reader cannot split on.
+_UNIT_SEPARATOR = "\x1f"
 
 
 def load(cfg: DataConfig, seed: int) -> pl.DataFrame:
@@ -45,7 +52,7 @@ def load(cfg: DataConfig, seed: int) -> pl.DataFrame:
         _not_snapshot(cfg)
         frame = read_files(_existing(cfg.path), cfg)
     # One canonical row order, so the same events always give the same snapshot bytes and id.
-    return frame.sort("timestamp", "user_id", "item_id", maintain_order=True)
+    return schema.ordered(frame)
 
 
 def input_files(cfg: DataConfig) -> list[Path]:
@@ -104,52 +111,123 @@ def read_files(path: Path, cfg: DataConfig) -> pl.DataFrame:
 def read_file(
     file: Path, cfg: DataConfig, strict_columns: bool = False, data: bytes | None = None
 ) -> pl.DataFrame:
-    """One CSV/Parquet file in contract shape.
+    """One data file in contract shape.
 
     With `strict_columns`, a column that `data.columns` does not name is an error: a batch's extra column
     would otherwise be dropped without anyone noticing. With `data`, those bytes are parsed instead of the
     file's current content (the name still gives the format and names the errors).
     """
-    if file.suffix.lower() not in FILE_SUFFIXES:
-        raise SourceError(f"{file}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
     return _read_one(file, cfg, strict_columns, data)
+
+
+def read_raw(
+    file: Path, cfg: DataConfig, data: bytes | None = None, n_rows: int | None = None
+) -> pl.DataFrame:
+    """A file's columns as written (text for delimited text); only its first `n_rows` rows if given."""
+    try:
+        if cfg.is_parquet(file):
+            raw = pl.read_parquet(io.BytesIO(data) if data is not None else file, n_rows=n_rows)
+            if not cfg.has_header:  # Parquet always names its columns: positions index them
+                raw = raw.rename({c: f"column_{i + 1}" for i, c in enumerate(raw.columns)})
+            return raw
+        return _read_text(file, cfg.csv_separator, cfg.has_header, data, n_rows)
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
+        kind = "Parquet" if cfg.is_parquet(file) else "delimited text (data.format)"
+        raise SourceError(f"{file}: cannot be read as {kind}: {_unquoted(exc)}") from exc
+
+
+def _read_text(
+    file: Path, separator: str, has_header: bool, data: bytes | None, n_rows: int | None
+) -> pl.DataFrame:
+    # Every column as text: the contract casts strictly and names the rows that do not fit.
+    options = {"has_header": has_header, "infer_schema": False, "n_rows": n_rows}
+    if len(separator.encode()) == 1:
+        source = io.BytesIO(data) if data is not None else file
+        return pl.read_csv(source, separator=separator, **options)
+    raw = data if data is not None else file.read_bytes()
+    if _UNIT_SEPARATOR.encode() in raw:
+        raise SourceError(f"{file}: holds the byte 0x1f, which reading a separator of several bytes needs")
+    # Such files (MovieLens' `::`) do not quote fields, so quotes are text.
+    replaced = raw.replace(separator.encode(), _UNIT_SEPARATOR.encode())
+    return pl.read_csv(io.BytesIO(replaced), separator=_UNIT_SEPARATOR, quote_char=None, **options)
+
+
+def column_mapping(raw: pl.DataFrame, cfg: DataConfig, file: Path) -> dict[str, str]:
+    """file column -> contract column, for the columns `data.columns` names (null ones are absent).
+
+    Every error names the setting to change and what the file holds instead.
+    """
+    mapping: dict[str, str] = {}
+    for target, wanted in cfg.columns.model_dump().items():
+        if wanted is None:
+            continue
+        if isinstance(wanted, int):
+            if wanted >= raw.width:
+                raise SourceError(
+                    f"{file}: data.columns.{target}={wanted} but the file has {raw.width} column(s) "
+                    f"(positions 0-{raw.width - 1}){_separator_hint(raw, cfg)}"
+                )
+            mapping[raw.columns[wanted]] = target
+        elif wanted in raw.columns:
+            mapping[wanted] = target
+        elif target == "rating" and wanted == "rating":
+            continue  # the default name of an optional column: data without ratings needs no setting
+        else:
+            raise SourceError(f"{file}: data.columns.{target}={wanted!r} is not a column; {_found(raw, cfg)}")
+    return mapping
+
+
+def _found(raw: pl.DataFrame, cfg: DataConfig) -> str:
+    """What the file holds instead, its header quoted only once it names a column we know: a misplaced file
+    (a secrets file) must not end up in a log or a quarantine reason."""
+    names = raw.columns
+    known = _named(cfg) | {*schema.DTYPES, "userId", "itemId", "movieId"}
+    if raw.width == 1:
+        return f"the file has a single column{_separator_hint(raw, cfg)}"
+    if all(name.strip().lstrip("-").replace(".", "", 1).isdigit() for name in names):
+        return f"its first line is {raw.width} numbers, not names (set data.has_header=false and positions)"
+    if known & set(names):
+        return f"its columns are {names}"
+    return f"it has {raw.width} column(s), none of them named like interactions"
+
+
+def _separator_hint(raw: pl.DataFrame, cfg: DataConfig) -> str:
+    """For a file read as one column: which separator its first line seems to use."""
+    if raw.width > 1:
+        return ""
+    line = raw.columns[0] if cfg.has_header or raw.height == 0 else str(raw.item(0, 0))
+    for candidate in ("::", "\t", ";", ",", "|", " "):
+        parts = line.split(candidate)
+        if candidate != cfg.csv_separator and len(parts) > 1:
+            shown = "\\t" if candidate == "\t" else candidate
+            named = set(parts) & ({*schema.DTYPES, "userId", "itemId", "movieId"} | _named(cfg))
+            listed = f" {parts}" if named else ""
+            return f": its first line{listed} looks separated by '{shown}' (set data.csv_separator='{shown}')"
+    shown = "\\t" if cfg.csv_separator == "\t" else cfg.csv_separator
+    return f" (is data.csv_separator '{shown}' right?)"
+
+
+def _named(cfg: DataConfig) -> set[str]:
+    return {v for v in cfg.columns.model_dump().values() if isinstance(v, str)}
 
 
 def _read_one(
     file: Path, cfg: DataConfig, strict_columns: bool = False, data: bytes | None = None
 ) -> pl.DataFrame:
-    source = io.BytesIO(data) if data is not None else file
-    try:
-        if file.suffix.lower() == ".csv":
-            # Read everything as text; the contract casts strictly and names the rows that do not fit.
-            raw = pl.read_csv(source, separator=cfg.csv_separator, infer_schema=False)
-        else:
-            raw = pl.read_parquet(source)
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{file}: cannot be read: {_unquoted(exc)}") from exc
+    raw = read_raw(file, cfg, data)
     if raw.height == 0:
         raise SourceError(f"{file}: no rows")
-
-    mapping = {
-        source: target
-        for target, source in cfg.columns.model_dump().items()
-        if source is not None and (target in schema.REQUIRED or source in raw.columns)
-    }
-    missing = [source for source in mapping if source not in raw.columns]
-    if missing:
-        # A header naming none of the columns may be no header at all (a config file's first line).
-        found = raw.columns if len(missing) < len(mapping) else f"{raw.width} column(s), none of them named"
-        raise SourceError(
-            f"{file}: column(s) {missing} named in data.columns are missing; the file has {found} "
-            f"(is data.csv_separator '{cfg.csv_separator}' right?)"
-        )
+    mapping = column_mapping(raw, cfg, file)
     extra = [c for c in raw.columns if c not in mapping]
     if strict_columns and extra:
+        named = extra if cfg.has_header else [raw.columns.index(c) for c in extra]
         raise SourceError(
-            f"{file}: unexpected column(s) {extra}; expected {list(mapping)} (see data.columns)"
+            f"{file}: unexpected column(s) {named}; data.columns names {list(mapping.values())}"
         )
     frame = raw.select([pl.col(source).alias(target) for source, target in mapping.items()])
-    frame = frame.with_columns(_timestamp_seconds(frame.get_column("timestamp"), cfg.timestamp_unit, file))
+    if "timestamp" in frame.columns:
+        seconds = _timestamp_seconds(frame.get_column("timestamp"), cfg.timestamp_unit, file)
+        frame = frame.with_columns(seconds)
     return schema.conform(frame, str(file))
 
 
@@ -206,12 +284,11 @@ def _movielens_file(path: Path) -> Path:
 
 def _data_files(path: Path) -> list[Path]:
     if path.is_file():
-        files = [path]
-    else:
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FILE_SUFFIXES)
-        if not files:
-            raise SourceError(f"{path}: no {'/'.join(FILE_SUFFIXES)} files in this directory")
-    bad = [f for f in files if f.suffix.lower() not in FILE_SUFFIXES]
-    if bad:
-        raise SourceError(f"{bad[0]}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
+        return [path]
+    files = sorted(
+        p for p in path.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DIRECTORY_SUFFIXES
+    )  # fmt: skip
+    if not files:
+        raise SourceError(f"{path}: no {' '.join(DIRECTORY_SUFFIXES)} files in this directory")
     return files
