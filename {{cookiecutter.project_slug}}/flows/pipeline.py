@@ -44,7 +44,7 @@ from {{ cookiecutter.package_name }}.artifacts.runs import (
     write_manifest,
 )
 from {{ cookiecutter.package_name }}.data import sources
-from {{ cookiecutter.package_name }}.data.split import split
+from {{ cookiecutter.package_name }}.data.split import describe_strategy, split
 from {{ cookiecutter.package_name }}.evaluation import bootstrap_intervals, evaluate
 from {{ cookiecutter.package_name }}.models.base import Recommender
 from {{ cookiecutter.package_name }}.resources import PeakMemory
@@ -111,7 +111,8 @@ def split_task(
 ) -> list[ArtifactRef]:
     store = open_store(storage)
     parts = split(store.get_frame(snapshot), cfg, seed)
-    get_run_logger().info("%s split: %d train / %d test", cfg.strategy, parts.train.height, parts.test.height)
+    strategy = describe_strategy(cfg.strategy, "timestamp" in parts.train.columns)
+    get_run_logger().info("%s split: %d train / %d test", strategy, parts.train.height, parts.test.height)
     return [store.put_frame(parts.train, kind="train"), store.put_frame(parts.test, kind="test")]
 
 
@@ -188,7 +189,11 @@ def record_task(
             "inputs": inputs,
             **report.describe_interactions(snapshot),
         },
-        "split": {"strategy": settings.split.strategy, "train_rows": train.height, "test_rows": test.height},
+        "split": {
+            "strategy": describe_strategy(settings.split.strategy, "timestamp" in snapshot.columns),
+            "train_rows": train.height,
+            "test_rows": test.height,
+        },
         "validation": validation,
         "metrics": store.get_json(refs["metrics"]),
         "metric_intervals": store.get_json(refs["metric_intervals"]),

@@ -36,7 +36,6 @@ from .data import schema, sources
 from .settings import Settings
 from .validation import validate_batch
 
-EVENT = ["user_id", "item_id", "timestamp"]
 STILL_ARRIVING = "still being written: left in the landing zone for the next ingest"
 GONE = "no longer in the landing zone: another ingest took it in or quarantined it"
 CHANGED = "changed while it was being taken in: left in the landing zone for the next ingest"
@@ -168,10 +167,12 @@ def _ingest(
 
 
 def merge(current: pl.DataFrame | None, batch: pl.DataFrame) -> pl.DataFrame:
-    """The snapshot after `batch`: previous events plus new ones, one row per event, in canonical order."""
+    """The snapshot after `batch`: previous events plus new ones, one row per event, in canonical order
+    (without timestamps: the order of arrival, the batch after what came before)."""
     frames = [batch] if current is None else [current, batch]
-    merged = pl.concat(frames, how="diagonal_relaxed").unique(EVENT, keep="first", maintain_order=True)
-    return schema.conform(merged, "snapshot").sort("timestamp", "user_id", "item_id", maintain_order=True)
+    merged = pl.concat(frames, how="diagonal_relaxed")
+    merged = merged.unique(schema.event_key(merged), keep="first", maintain_order=True)
+    return schema.ordered(schema.conform(merged, "snapshot"))
 
 
 def _left(file: Path, info: dict[str, Any], reason: str, snapshot: str | None = None) -> BatchOutcome:

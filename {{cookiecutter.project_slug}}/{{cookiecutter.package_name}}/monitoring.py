@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .data import schema
 from .evaluation import evaluate
 from .models import Recommender
 from .settings import MonitorConfig
@@ -108,10 +109,19 @@ class DriftCheck:
 
 
 def new_events(snapshot: pl.DataFrame, reference: pl.DataFrame) -> pl.DataFrame:
-    """Events of `snapshot` later than the reference's last event (the champion has not trained on them)."""
+    """Events of `snapshot` later than the reference's last event (the champion has not trained on them).
+
+    Without timestamps, "later" is the order of arrival: the snapshot's events after the last one of the
+    reference's (a snapshot only grows at its end).
+    """
     if reference.height == 0:
         return snapshot
-    return snapshot.filter(pl.col("timestamp") > reference.get_column("timestamp").max())
+    if "timestamp" in snapshot.columns:
+        return snapshot.filter(pl.col("timestamp") > reference.get_column("timestamp").max())
+    key = ["user_id", "item_id"]
+    positions = snapshot.select(key).with_row_index("_row").join(reference.select(key), on=key, how="semi")
+    last = positions.get_column("_row").max()
+    return snapshot if last is None else snapshot.slice(int(last) + 1)
 
 
 def check(
@@ -146,7 +156,12 @@ def check(
     ]
     event_users = (recent.get_column("user_id").n_unique(), current.get_column("user_id").n_unique())
     events, event_share, event_snapshot = _compare(
-        ref_events, cur_events, numeric, list(EVENT_CATEGORICAL), event_users, cfg
+        ref_events,
+        cur_events,
+        numeric,
+        [c for c in EVENT_CATEGORICAL if c in ref_events.columns],
+        event_users,
+        cfg,
     )
     popularity = (
         reference.group_by("item_id")
@@ -205,7 +220,6 @@ def event_features(events: pl.DataFrame, before: pl.DataFrame) -> pl.DataFrame:
     users = before.group_by("user_id").len("user_events")
     items = before.group_by("item_id").len("item_events")
     joined = events.join(users, on="user_id", how="left").join(items, on="item_id", how="left")
-    when = pl.from_epoch(pl.col("timestamp"), time_unit="s")
     columns = [
         (pl.col("user_events").fill_null(0) * per_100k).log1p().alias("user_history"),
         (pl.col("item_events").fill_null(0) * per_100k).log1p().alias("item_popularity"),
@@ -217,9 +231,11 @@ def event_features(events: pl.DataFrame, before: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("yes"))
         .otherwise(pl.lit("no"))
         .alias("new_item"),
-        when.dt.hour().cast(pl.String).alias("hour_of_day"),
-        when.dt.weekday().cast(pl.String).alias("day_of_week"),
     ]
+    if "timestamp" in events.columns:  # data without timestamps has no time of day to compare
+        when = pl.from_epoch(pl.col("timestamp"), time_unit="s")
+        columns.append(when.dt.hour().cast(pl.String).alias("hour_of_day"))
+        columns.append(when.dt.weekday().cast(pl.String).alias("day_of_week"))
     if "rating" in events.columns:
         columns.append(pl.col("rating").cast(pl.Float64))
     return joined.select(columns)
@@ -260,10 +276,10 @@ def prediction_features(
 
 
 def _tail_split(reference: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The reference's first four fifths (by time) and its last fifth."""
-    ordered = reference.sort("timestamp", "user_id", "item_id")
-    cut = int(ordered.height * 0.8)
-    return ordered.head(cut), ordered.slice(cut)
+    """The reference's first four fifths (by time, or by arrival) and its last fifth."""
+    rows = schema.ordered(reference)
+    cut = int(rows.height * 0.8)
+    return rows.head(cut), rows.slice(cut)
 
 
 def _sample(frame: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:

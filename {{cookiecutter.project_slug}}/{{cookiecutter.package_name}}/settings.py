@@ -104,7 +104,7 @@ _SEPARATOR_ESCAPES = {"\\t": "\t", "tab": "\t", "\\s": " ", "space": " "}
 def _separator(field: str, value: str) -> str:
     """A separator as written in a config file or after --set: `\\t` (or `tab`) is a tab."""
     value = _SEPARATOR_ESCAPES.get(value, value)
-    if not value or any(c in value for c in "\r\n\"") or value.isalnum():
+    if not value or any(c in value for c in '\r\n"') or value.isalnum():
         raise ValueError(
             f"{field}: {value!r} cannot separate columns; use a character such as ',', ';', '|', '::' or \\t"
         )
@@ -150,7 +150,7 @@ class DataConfig(_Section):
             digits = {k: int(v) for k, v in columns.items() if isinstance(v, str) and v.isdigit()}
             if digits:
                 object.__setattr__(self, "columns", ColumnMap(**{**columns, **digits}))
-        if not self.has_header and self.source == "file":
+        if not self.has_header and self.source in ("file", "snapshot"):  # files, or batches into a snapshot
             named = [k for k, v in self.columns.model_dump().items() if isinstance(v, str)]
             if named:
                 raise ValueError(
@@ -215,10 +215,11 @@ class IngestConfig(_Section):
 
 
 class SplitConfig(_Section):
-    strategy: Literal["temporal", "random", "leave-last-out", "user-random"] = Field(
-        "temporal",
-        description="temporal: global time cut-off; random: global holdout; leave-last-out: each user's last "
-        "event; user-random: test_fraction of each user's events.",
+    strategy: Literal["auto", "temporal", "random", "leave-last-out", "user-random"] = Field(
+        "auto",
+        description="auto: temporal with timestamps, else random; temporal: global time cut-off; random: "
+        "global holdout; leave-last-out: each user's last event; user-random: test_fraction of each user's "
+        "events.",
     )
     test_fraction: float = Field(0.2, gt=0, lt=1)
     k_core: int = Field(

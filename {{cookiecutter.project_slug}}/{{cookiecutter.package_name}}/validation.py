@@ -23,7 +23,6 @@ from .data import schema
 from .settings import ValidationConfig
 
 log = logging.getLogger(__name__)
-_EVENT = ["user_id", "item_id", "timestamp"]
 
 
 @dataclass(frozen=True)
@@ -100,9 +99,10 @@ def validate_batch(
     import great_expectations.expectations as gxe
 
     expectations = _base(batch, cfg, now, min_rows=cfg.min_batch_rows, max_rows=cfg.max_batch_rows)
-    if current is not None and "rating" in current.columns:
-        # Without it the batch's events would join the snapshot with null ratings.
-        expectations.append(gxe.ExpectColumnToExist(column="rating"))
+    for optional in schema.OPTIONAL:
+        if current is not None and optional in current.columns:
+            # Without it the batch's events would join the snapshot with nulls in that column.
+            expectations.append(gxe.ExpectColumnToExist(column=optional))
     frame = _with_context(batch, current, cfg)
     if current is not None and current.height:
         expectations.append(
@@ -122,16 +122,21 @@ def _base(
 ) -> list[Any]:
     import great_expectations.expectations as gxe
 
+    # Without timestamps an event is a (user, item) pair: the same pair twice is one event counted twice.
+    present = [name for name in schema.REQUIRED + ("timestamp",) if name in frame.columns]
     expectations: list[Any] = [
         gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=max_rows),
         *(gxe.ExpectColumnToExist(column=name) for name in schema.REQUIRED),
-        *(gxe.ExpectColumnValuesToNotBeNull(column=name) for name in schema.REQUIRED),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="timestamp", min_value=cfg.timestamp_min, max_value=now + cfg.max_future_seconds
-        ),
+        *(gxe.ExpectColumnValuesToNotBeNull(column=name) for name in present),
         # Ingest refuses a batch that repeats an event; a snapshot read from files must not count one twice.
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=_EVENT),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=schema.event_key(frame)),
     ]
+    if "timestamp" in frame.columns:
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="timestamp", min_value=cfg.timestamp_min, max_value=now + cfg.max_future_seconds
+            )
+        )
     if "rating" in frame.columns:
         # `between` skips missing values, and GX on pandas sees a NaN as missing: both fail here instead.
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column="rating"))
@@ -145,10 +150,12 @@ def _base(
 
 def _with_context(batch: pl.DataFrame, current: pl.DataFrame | None, cfg: ValidationConfig) -> pl.DataFrame:
     """The batch plus per-row facts about the snapshot it would join (0/1 columns, so GX can average them)."""
-    base = (
-        current.select(_EVENT) if current is not None else pl.DataFrame(schema={c: pl.Int64 for c in _EVENT})
-    )
-    merged = pl.concat([base, batch.select(_EVENT)]).unique()
+    key = schema.event_key(batch)
+    if current is not None and set(key) <= set(current.columns):
+        base = current.select(key)
+    else:  # the first batch, or one whose columns differ (refused by ExpectColumnToExist above)
+        base = pl.DataFrame(schema={c: pl.Int64 for c in key})
+    merged = pl.concat([base, batch.select(key)]).unique()
     user_events = merged.group_by("user_id").len("user_events")
     item_events = merged.group_by("item_id").len("item_events")
     known_users = base.select("user_id").unique().with_columns(pl.lit(0.0).alias("new_user"))

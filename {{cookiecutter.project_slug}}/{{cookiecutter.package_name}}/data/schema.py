@@ -91,7 +91,7 @@ def ordered(frame: pl.DataFrame) -> pl.DataFrame:
 
 def event_key(frame: pl.DataFrame) -> list[str]:
     """The columns that identify one event: user, item and, when there is one, its time."""
-    return [c for c in ORDER if c in frame.columns]
+    return [c for c in ("user_id", "item_id", "timestamp") if c in frame.columns]
 
 
 def has_time(frame: pl.DataFrame) -> bool:

@@ -1,10 +1,13 @@
 """Train/test splits of an interactions frame, after optional filtering. Same frame and seed, same split.
 
 Protocols (`split.strategy`):
+- auto (the default): temporal when the data has timestamps, else random;
 - temporal: every event at or after the (1 - test_fraction) time quantile is test (what production sees);
 - random: a seeded global holdout of test_fraction of events;
 - leave-last-out: each user's latest event is test (users with a single event stay in train);
 - user-random: a seeded test_fraction of each user's events is test (at least one event stays in train).
+Data without timestamps keeps the order events arrived in; the protocols that need time (temporal,
+leave-last-out) refuse it with the setting to change.
 Filters, applied first: `min_rating` (keep events rated at least that: explicit ratings as implicit positives)
 and `k_core` (repeatedly drop users and items with fewer than k events until none is left).
 """
@@ -17,8 +20,13 @@ import numpy as np
 import polars as pl
 
 from ..settings import SplitConfig
+from .schema import ordered
 
-ORDER = ("timestamp", "user_id", "item_id")
+NEEDS_TIME = ("temporal", "leave-last-out")
+
+
+class SplitRefused(ValueError):
+    """The protocol cannot split this data (no timestamps, too few events); the message says what to set."""
 
 
 class Split(NamedTuple):
@@ -26,13 +34,34 @@ class Split(NamedTuple):
     test: pl.DataFrame
 
 
+def resolved_strategy(strategy: str, has_time: bool) -> str:
+    """The protocol `strategy` names for data with (or without) timestamps; `auto` picks one."""
+    if strategy == "auto":
+        return "temporal" if has_time else "random"
+    if strategy in NEEDS_TIME and not has_time:
+        raise SplitRefused(
+            f"split.strategy={strategy} needs event times and this data has none (data.columns.timestamp is "
+            "null): set split.strategy=random (or user-random, or auto)"
+        )
+    return strategy
+
+
+def describe_strategy(strategy: str, has_time: bool) -> str:
+    """The protocol as a summary says it: `random (auto: the data has no timestamps)`."""
+    chosen = resolved_strategy(strategy, has_time)
+    if strategy != "auto":
+        return chosen
+    return f"{chosen} (auto: {'the data has timestamps' if has_time else 'the data has no timestamps'})"
+
+
 def split(frame: pl.DataFrame, cfg: SplitConfig, seed: int) -> Split:
+    strategy = resolved_strategy(cfg.strategy, "timestamp" in frame.columns)
     frame = filter_interactions(frame, cfg.k_core, cfg.min_rating)
     if frame.height < 2:
-        raise ValueError(f"cannot split {frame.height} interaction(s) into train and test")
-    if cfg.strategy == "temporal":
+        raise SplitRefused(f"cannot split {frame.height} interaction(s) into train and test")
+    if strategy == "temporal":
         return temporal_split(frame, cfg.test_fraction)
-    if cfg.strategy == "random":
+    if strategy == "random":
         return random_split(frame, cfg.test_fraction, seed)
     if cfg.strategy == "leave-last-out":
         return leave_last_out(frame)
@@ -60,39 +89,38 @@ def temporal_split(frame: pl.DataFrame, test_fraction: float) -> Split:
     The cut-off is the timestamp at the (1 - test_fraction) quantile of events, so every test event happens
     after every training event, as it would in production. Ties at the cut-off all go to test.
     """
-    ordered = frame.sort(ORDER, maintain_order=True)
-    cut_row = min(int(round(ordered.height * (1 - test_fraction))), ordered.height - 1)
-    cutoff = ordered.get_column("timestamp")[cut_row]
+    rows = ordered(frame)
+    cut_row = min(int(round(rows.height * (1 - test_fraction))), rows.height - 1)
+    cutoff = rows.get_column("timestamp")[cut_row]
     is_test = pl.col("timestamp") >= cutoff
-    return Split(ordered.filter(~is_test), ordered.filter(is_test))
+    return Split(rows.filter(~is_test), rows.filter(is_test))
 
 
 def random_split(frame: pl.DataFrame, test_fraction: float, seed: int) -> Split:
     """Global random holdout of `test_fraction` of events: a seeded permutation of the canonical order."""
-    ordered = frame.sort(ORDER, maintain_order=True)
-    n_train = int(round(ordered.height * (1 - test_fraction)))
-    is_train = np.zeros(ordered.height, dtype=bool)
-    is_train[np.random.default_rng(seed).permutation(ordered.height)[:n_train]] = True
+    rows = ordered(frame)
+    n_train = int(round(rows.height * (1 - test_fraction)))
+    is_train = np.zeros(rows.height, dtype=bool)
+    is_train[np.random.default_rng(seed).permutation(rows.height)[:n_train]] = True
     mask = pl.Series(is_train)
-    return Split(ordered.filter(mask), ordered.filter(~mask))
+    return Split(rows.filter(mask), rows.filter(~mask))
 
 
 def leave_last_out(frame: pl.DataFrame) -> Split:
     """Each user's latest event (by timestamp, then item id) is test; one-event users stay in train."""
-    ordered = frame.sort(ORDER, maintain_order=True)
     position = pl.int_range(pl.len()).over("user_id")  # 0 = the user's first event in time order
     is_test = (position == pl.len().over("user_id") - 1) & (pl.len().over("user_id") > 1)
-    marked = ordered.with_columns(is_test.alias("_test"))
+    marked = ordered(frame).with_columns(is_test.alias("_test"))
     return Split(marked.filter(~pl.col("_test")).drop("_test"), marked.filter(pl.col("_test")).drop("_test"))
 
 
 def user_random_split(frame: pl.DataFrame, test_fraction: float, seed: int) -> Split:
     """A seeded `test_fraction` of each user's events is test, rounded, leaving at least one in train."""
-    ordered = frame.sort(ORDER, maintain_order=True)
-    draw = pl.Series("_draw", np.random.default_rng(seed).random(ordered.height))
+    rows = ordered(frame)
+    draw = pl.Series("_draw", np.random.default_rng(seed).random(rows.height))
     n_test = (pl.len().over("user_id") * test_fraction).round().clip(upper_bound=pl.len().over("user_id") - 1)
-    marked = ordered.with_columns(draw).with_columns(
+    marked = rows.with_columns(draw).with_columns(
         (pl.col("_draw").rank("ordinal").over("user_id") <= n_test).alias("_test")
     )
-    keep = ordered.columns
+    keep = rows.columns
     return Split(marked.filter(~pl.col("_test")).select(keep), marked.filter(pl.col("_test")).select(keep))
