@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Pairs:
-    """The observed pairs grouped by one side (CSR): row r's partners are `partners[offsets[r]:offsets[r+1]]`."""
+    """The observed pairs grouped by one side as CSR: a row per user (or per item), its partners in order."""
 
     pattern: torch.Tensor  # sparse CSR rows x partners with zero values: the pattern the dot products fill
     partners: torch.Tensor
