@@ -1,11 +1,18 @@
 """The monitor flow: is the champion's data drifting, is it decaying? Emits the drift event when so.
 
-Reads the champion (registry), its training data (store) and the current snapshot (landing pointer), runs
+Reads the configured dataset's champion (registry), its training data (store) and the current snapshot
+(landing pointer), runs
 `monitoring.check`, stores the result (JSON) and the Evidently reports (HTML) as artifacts, publishes a
 markdown summary and links in the Prefect UI, and emits `deploy.drift_event` when drift or decay passes a
 threshold; the `retrain` deployment listens for that event. The event goes out once per champion and
 snapshot and at most once per `deploy.drift_cooldown_minutes` (alerts.py): the registry records each one,
 and a check that finds it recorded says so instead of emitting again.
+
+What is watched is the model users get: a champion refit for serving is checked as served, against the
+whole snapshot it was refit on, on the events that came after it (for the served model, the only unseen
+ones); its decay compares its primary metric there with the one its evaluated model scored on held-out
+events when it was judged, both measured on events the model had not seen. A champion without a refit
+(promoted before refits existed) is checked as before: its evaluated model against its training split.
 """
 
 from __future__ import annotations
@@ -38,19 +45,30 @@ def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None
     settings = settings_for_flow(config, config_files)
     log = get_run_logger()
     registry, store = open_registry(settings.registry, settings.storage), open_store(settings.storage)
-    champion = registry.alias(CHAMPION)
+    dataset = settings.data.dataset_name()
+    champion = registry.alias(CHAMPION, dataset)
     if champion is None:
-        log.info("no champion yet: nothing to monitor")
-        return _latest(store, {"drifted": False, "reasons": ["no champion yet"], "champion": None})
+        log.info("dataset %s: no champion yet: nothing to monitor", dataset)
+        return _latest(
+            store,
+            {"drifted": False, "reasons": ["no champion yet"], "champion": None, "dataset": dataset},
+        )
     pointer = current_snapshot(store)
     if pointer is None:
         log.info("nothing ingested yet (no current snapshot): nothing to monitor")
         return _latest(
-            store, {"drifted": False, "reasons": ["no current snapshot"], "champion": champion.version}
+            store,
+            {
+                "drifted": False,
+                "reasons": ["no current snapshot"],
+                "champion": champion.version,
+                "dataset": dataset,
+            },
         )
-    label_run(f"monitor v{champion.version} on {pointer['snapshot']['id'][:12]}", settings.tags)
-    _, model = serving.load_model(registry, store, champion.version)
-    reference = store.get_frame(ArtifactRef(**champion.artifact("train")))
+    label_run(f"monitor {dataset} v{champion.version} on {pointer['snapshot']['id'][:12]}", settings.tags)
+    _, model = serving.load_model(registry, store, champion.version, dataset)  # as served
+    trained_on = "snapshot" if champion.serving else "train"
+    reference = store.get_frame(ArtifactRef(**champion.artifact(trained_on)))
     snapshot = store.get_frame(ArtifactRef(**pointer["snapshot"]))
     current = monitoring.new_events(snapshot, reference)
     result = monitoring.check(
@@ -62,7 +80,13 @@ def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None
         settings.monitor,
         settings.seed,
     )
-    outcome = {**result.to_dict(), "champion": champion.version, "snapshot": pointer["snapshot"]["id"]}
+    outcome = {
+        **result.to_dict(),
+        "champion": champion.version,
+        "dataset": dataset,
+        "served": "refit" if champion.serving else "evaluated",
+        "snapshot": pointer["snapshot"]["id"],
+    }
     ref = store.put_json(outcome, kind="drift-check")
     outcome["result_ref"] = ref.model_dump()
     links = []
@@ -77,7 +101,7 @@ def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None
         markdown="\n".join([result.markdown(), "", *links]),
         description="Drift and decay",
     )
-    log.info("monitor: %s", "; ".join(result.reasons))
+    log.info("monitor %s v%d: %s", dataset, champion.version, "; ".join(result.reasons))
     if result.drifted:
         outcome["event"] = _emit_once(settings, registry, champion, pointer["snapshot"]["id"], result)
     return _latest(store, outcome)

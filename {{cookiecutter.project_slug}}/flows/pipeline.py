@@ -184,6 +184,7 @@ def record_task(
         "config_fingerprint": settings.fingerprint(),
         "config": settings.resolved(),
         "dataset": {
+            "name": settings.data.dataset_name(),
             "id": refs["snapshot"].id,
             "source": settings.data.source,
             "inputs": inputs,

@@ -1,9 +1,15 @@
 """Registration and promotion after a pipeline run.
 
-`promote_model` runs inside the pipeline flow: register the run's model (it becomes the challenger), judge it
-against the current champion (or popularity), optionally wait for a person's approval in the Prefect UI, then
-move the champion alias with a compare-and-swap. If another run moved the champion in between, the challenger
-is judged again against the new champion, so a model never replaces one it was not compared with.
+`promote_model` runs inside the pipeline flow: register the run's model (it becomes the challenger of its
+dataset), judge it against the champion of the same dataset (or, with none, popularity), optionally wait for
+a person's approval in the Prefect UI, refit it on the whole snapshot for serving, then move the champion
+alias with a compare-and-swap. If another run moved the champion in between, the challenger is judged again
+against the new champion, so a model never replaces one it was not compared with, nor another dataset's.
+
+Judging compares evaluated models (each trained on its run's train split); the refit is what `recommend`
+serves, so a user's held-out events count as seen. It is made before the alias moves, so a champion is never
+served by a model that has not seen its whole snapshot; a swap that turns out stale keeps the refit for when
+the version is promoted.
 
 A run whose model bytes and snapshot equal an existing version's gets that version back from the registry (a
 fully cached rerun, a retrain on drift that changed nothing). A version judged before keeps its decision and
@@ -68,7 +74,12 @@ def register_task(
     version = registry.register(manifest, actor=f"run {manifest['run_id']}")
     judged = registry.decisions(version.version)
     outcome = _registration(version, version.run_id != manifest["run_id"], judged[-1] if judged else None)
-    noted = {"version": version.version, "reused": outcome["reused"], "model_id": version.model_id}
+    noted = {
+        "version": version.version,
+        "reused": outcome["reused"],
+        "model_id": version.model_id,
+        "dataset": version.dataset,
+    }
     runs.update_status(open_store(storage), manifest["run_id"], registry=noted)
     get_run_logger().info(outcome["summary"])
     return outcome
@@ -85,14 +96,15 @@ def judge_task(
     storage: StorageConfig,
 ) -> dict[str, Any]:
     registry, store = open_registry(registry_cfg, storage), open_store(storage)
-    candidate, model = serving.load_model(registry, store, version)
+    # Evaluated models on both sides: a refit for serving has seen the test events.
+    candidate, model = serving.load_model(registry, store, version, served=False)
     train = store.get_frame(ArtifactRef(**candidate.artifact("train")))
     test = store.get_frame(ArtifactRef(**candidate.artifact("test")))
     ks, metric = evaluation.k, evaluation.primary_metric
     challenger = evaluate(model, train, test, ks, evaluation.batch_size)
-    champion = registry.alias(CHAMPION)
+    champion = registry.alias(CHAMPION, candidate.dataset)  # of the same dataset: ids mean the same things
     if champion is not None:
-        _, held = serving.load_model(registry, store, champion.version)
+        _, held = serving.load_model(registry, store, champion.version, served=False)
         reference = evaluate(held, train, test, ks, evaluation.batch_size, as_served=True)
         label = f"champion v{champion.version}"
     elif model.name == "popularity":
@@ -114,7 +126,7 @@ def judge_task(
     ref = store.put_json(decision.to_dict(), kind="promotion-decision")
     registry.record_decision(version, decision.promote, label, decision.reason, ref.id)
     runs.update_status(store, run_id, registry={"decision": ref.model_dump()})
-    get_run_logger().info("version %d: %s", version, decision.reason)
+    get_run_logger().info("dataset %s, version %d: %s", candidate.dataset, version, decision.reason)
     create_markdown_artifact(
         key=f"{ARTIFACT_PREFIX}-promotion", markdown=decision.markdown(), description="Promotion decision"
     )
@@ -139,8 +151,24 @@ def promote_task(
         get_run_logger().info("champion moved meanwhile (%s); judging again", exc)
         return {"stale": True}
     runs.update_status(open_store(storage), run_id, registry={"promoted": True})
-    get_run_logger().info("version %d is the champion (was %s)", version, move.from_version)
+    get_run_logger().info(
+        "dataset %s: version %d is the champion (was %s)", move.dataset, version, move.from_version
+    )
     return {"stale": False, "from_version": move.from_version, "move_id": move.id}
+
+
+@task(name="refit-for-serving")
+def refit_task(
+    run_id: str, version: int, actor: str, registry_cfg: RegistryConfig, storage: StorageConfig
+) -> dict[str, Any]:
+    """Refit the version on its whole snapshot to serve it (once per version); the run's status links the
+    served model to the evaluated one."""
+    registry, store = open_registry(registry_cfg, storage), open_store(storage)
+    entry, fresh = serving.refit_for_serving(registry, store, version, actor)
+    runs.update_status(store, run_id, registry={"serving": entry})
+    done = f"refit on {entry['interactions']:,} interactions in {entry['seconds']:.1f}s" if fresh else "kept"
+    get_run_logger().info("version %d: serving model %s %s", version, entry["model"]["id"][:12], done)
+    return entry
 
 
 @task(name="retire-undecided")
@@ -154,9 +182,11 @@ def retire_task(
 def promote_model(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
     """Register, judge and maybe promote the model of a finished run (inside the pipeline flow)."""
     registered = register_task(manifest, settings.registry, settings.storage)
-    if registered["decided_before"]:  # its decision stands; nothing moves
-        return {**registered, "promoted": False}
     actor = f"run {manifest['run_id']}"
+    if registered["decided_before"]:  # its decision stands; nothing moves
+        if registered["champion"]:  # a champion from before serving refits gets its refit now
+            refit_task(manifest["run_id"], registered["version"], actor, settings.registry, settings.storage)
+        return {**registered, "promoted": False}
     try:
         return _judge_and_promote(settings, manifest["run_id"], registered, actor)
     except Exception as exc:
@@ -182,6 +212,7 @@ def _judge_and_promote(
         decision = Decision(**judged["decision"])
         outcome = {
             "version": version,
+            "dataset": registered["dataset"],
             "reused": reused,
             "decided_before": False,
             "decision": judged["decision"],
@@ -204,6 +235,8 @@ def _judge_and_promote(
                 f"{actor}, approved in the Prefect UI",
                 f"{reason} Approved: {answer.reason}".strip(),
             )
+        served = refit_task(run_id, version, actor, registry_cfg, storage)
+        outcome["serving"] = served["model"]
         swapped = promote_task(
             run_id,
             version,
@@ -223,7 +256,13 @@ def _registration(held: ModelVersion, reused: bool, decision: DecisionRecord | N
     """What promotion needs to know of a registration: the version, whether it was reused and, when an earlier
     decision about it stands (`decision`: the latest), that decision and a summary a person reads."""
     version, holds = held.version, CHAMPION in held.aliases
-    outcome: dict[str, Any] = {"version": version, "reused": reused, "decided_before": False}
+    outcome: dict[str, Any] = {
+        "version": version,
+        "dataset": held.dataset,
+        "reused": reused,
+        "decided_before": False,
+        "champion": holds,
+    }
     if not reused:
         return {**outcome, "summary": f"registered model version {version} ({held.model_name})"}
     outcome["decided_before"] = True

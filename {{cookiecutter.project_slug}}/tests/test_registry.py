@@ -1,20 +1,38 @@
 """The registry: versions, reuse of a version for the same model and data, transactional alias moves,
-rollback, history, drift acknowledgements (SQLite), and parallel promotions, registrations, acknowledgements
-and schema creation from several processes, on SQLite and on PostgreSQL."""
+rollback, history, drift acknowledgements, champions per dataset (SQLite), and parallel promotions,
+registrations, acknowledgements, schema creation and the upgrade of a registry made before datasets had
+champions of their own, from several processes, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    insert,
+    text,
+)
 
+from {{ cookiecutter.package_name }}.artifacts import ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.registry import (
     CHALLENGER,
     CHAMPION,
     NO_ALIAS,
+    UNKNOWN_DATASET,
+    UPGRADED,
     Registry,
     RegistryError,
     StaleAlias,
@@ -24,7 +42,9 @@ from {{ cookiecutter.package_name }}.artifacts.registry import (
 from {{ cookiecutter.package_name }}.settings import RegistryConfig, StorageConfig
 
 
-def manifest(run: str, model: str = "ease", ndcg: float = 0.3, content: str | None = None) -> dict[str, Any]:
+def manifest(
+    run: str, model: str = "ease", ndcg: float = 0.3, content: str | None = None, dataset: str = "ds"
+) -> dict[str, Any]:
     """The parts of a run manifest the registry reads; runs of the same `content` (default: the run's own)
     have the same model bytes and data."""
     content = content or run
@@ -32,6 +52,7 @@ def manifest(run: str, model: str = "ease", ndcg: float = 0.3, content: str | No
     return {
         "run_id": run,
         "model": model,
+        "dataset": {"name": dataset},
         "config_fingerprint": "f" * 64,
         "metrics": {"ndcg@10": ndcg},
         "artifacts": {
@@ -150,6 +171,70 @@ def test_rollback_walks_back_through_champions_and_history_lists_every_move(regi
     # A promotion after a rollback continues from there: rolling back again returns to v1.
     registry.promote(versions[2], "ci", "fixed")
     assert registry.rollback("alice", "again").to_version == versions[0]
+
+
+def test_each_dataset_has_its_own_champion_challenger_history_and_decisions(registry: Registry) -> None:
+    a1 = registry.register(manifest("a1", dataset="ml-100k"), "run a1").version
+    s1 = registry.register(manifest("s1", dataset="synthetic"), "run s1").version
+    # The same model bytes and snapshot under another dataset name: another version, not a reuse.
+    twin = registry.register(manifest("s2", content="a1", dataset="synthetic"), "run s2").version
+    assert (a1, s1, twin) == (1, 2, 3) and registry.datasets() == ["ml-100k", "synthetic"]
+    assert registry.get(CHALLENGER, "ml-100k").version == a1
+    assert registry.get(CHALLENGER, "synthetic").version == twin
+
+    registry.promote(a1, "ci", "first of ml-100k", expect=None)
+    # The first champion of synthetic: nothing of ml-100k stands in its way (its champion is None).
+    registry.promote(s1, "ci", "first of synthetic", expect=None)
+    assert (
+        registry.get(CHAMPION, "ml-100k").version == a1 and registry.get(CHAMPION, "synthetic").version == s1
+    )
+    with pytest.raises(StaleAlias, match="champion of synthetic is now version 2"):
+        registry.promote(twin, "ci", "judged against none", expect=None)
+    registry.promote(twin, "ci", "beats v2", expect=s1)
+    assert registry.get(CHAMPION, "ml-100k").version == a1  # untouched by synthetic's promotions
+    assert [v.version for v in registry.versions("synthetic")] == [s1, twin]
+    assert {v.version: v.dataset for v in registry.versions()} == {
+        1: "ml-100k",
+        2: "synthetic",
+        3: "synthetic",
+    }
+
+    # Asking for an alias without a dataset is refused once there are two: it cannot be guessed.
+    with pytest.raises(RegistryError, match=r"2 datasets \(ml-100k, synthetic\)"):
+        registry.get(CHAMPION)
+    assert registry.rollback("alice", "back", dataset="synthetic").to_version == s1
+    with pytest.raises(RegistryError, match="no previous champion of dataset ml-100k"):
+        registry.rollback("alice", "nothing before", dataset="ml-100k")
+    moves = [(m.dataset, m.action, m.to_version) for m in registry.history(CHAMPION, dataset="synthetic")]
+    assert moves == [
+        ("synthetic", "promote", s1),
+        ("synthetic", "promote", twin),
+        ("synthetic", "rollback", s1),
+    ]
+    assert {m.dataset for m in registry.history(dataset="ml-100k")} == {"ml-100k"}
+
+    registry.record_decision(a1, True, "popularity baseline", "first", "d1")
+    registry.record_decision(twin, False, "champion v2", "kept out", "d2")
+    assert [d.decision_id for d in registry.decisions(dataset="ml-100k")] == ["d1"]
+    assert [d.decision_id for d in registry.decisions(dataset="synthetic")] == ["d2"]
+
+    # Drift on one dataset does not hold back the other's event (the cooldown is per dataset).
+    t0, day = datetime(2026, 1, 1, tzinfo=UTC), timedelta(days=1)
+    assert registry.acknowledge_drift(a1, "snap-a", ("rating",), "monitor", day, t0).emit
+    assert registry.acknowledge_drift(s1, "snap-s", ("rating",), "monitor", day, t0).emit
+    assert not registry.acknowledge_drift(a1, "snap-a2", ("rating",), "monitor", day, t0 + day / 2).emit
+
+
+def test_a_serving_model_is_recorded_for_its_version(registry: Registry) -> None:
+    v1 = registry.register(manifest("a"), "run a").version
+    assert registry.get(v1).serving is None
+    entry = {"model": {"id": "refit", "uri": "objects/re/refit.safetensors", "kind": "x", "size": 1}}
+    assert registry.set_serving(v1, {**entry, "evaluated_model": "model-a"}).serving == {
+        **entry,
+        "evaluated_model": "model-a",
+    }
+    with pytest.raises(VersionNotFound):
+        registry.set_serving(99, entry)
 
 
 def test_default_url_is_a_sqlite_file_at_the_local_store_root(tmp_path: Path) -> None:
@@ -274,3 +359,190 @@ def test_opening_a_new_registry_from_several_processes_at_once(shared_url: str) 
     for p in workers:
         p.join(timeout=60)
     assert Registry(url).versions() == []
+
+
+# The schema as it was before datasets had champions of their own (what the registry created until then).
+_old = MetaData()
+Table("registry_lock", _old, Column("id", Integer, primary_key=True), Column("moves", Integer))
+Table(
+    "model_versions",
+    _old,
+    Column("version", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False, unique=True),
+    *(Column(name, String(200), nullable=False) for name in ("created_at", "created_by", "model_name")),
+    Column("model_id", String(64), nullable=False),
+    Column("model_uri", Text, nullable=False),
+    Column("snapshot_id", String(64), nullable=False),
+    Column("manifest_id", String(64), nullable=False),
+    Column("manifest_uri", Text, nullable=False),
+    Column("config_fingerprint", String(64), nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("artifacts", Text, nullable=False),
+)
+Table(
+    "aliases",
+    _old,
+    Column("alias", String(32), primary_key=True),
+    Column("version", Integer, ForeignKey("model_versions.version"), nullable=False),
+    Column("moved_at", String(32), nullable=False),
+)
+Table(
+    "alias_moves",
+    _old,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String(32), nullable=False),
+    Column("alias", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("decision_id", String(64), nullable=True),
+)
+Table(
+    "decisions",
+    _old,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String(32), nullable=False),
+    Column("version", Integer, ForeignKey("model_versions.version"), nullable=False),
+    Column("promoted", Integer, nullable=False),
+    Column("reference", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("decision_id", String(64), nullable=False),
+)
+Table(
+    "drift_events",
+    _old,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String(32), nullable=False),
+    Column("champion", Integer, ForeignKey("model_versions.version"), nullable=False),
+    Column("snapshot_id", String(64), nullable=False),
+    Column("signals", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    UniqueConstraint("champion", "snapshot_id"),
+)
+# Old manifests named no dataset; their data settings do. Run r-gone's manifest is no longer in the store.
+_OLD_RUNS = {
+    "r-ml": {"source": "movielens", "path": "/data/ml-100k"},
+    "r-syn": {"source": "synthetic"},
+    "r-syn2": {"source": "synthetic"},
+    "r-gone": None,
+}
+
+
+def _old_registry(url: str, store: ArtifactStore) -> None:
+    """A registry written by the code before per-dataset champions: four versions, v1 (ml-100k) the champion,
+    v3 (synthetic) the challenger after v2 was kept out; manifests in `store`."""
+    engine = create_engine(url)
+    _old.create_all(engine)
+    now = "2026-01-01T00:00:00.000+00:00"
+    with engine.begin() as conn:
+        conn.execute(insert(_old.tables["registry_lock"]).values(id=1, moves=7))
+        for number, (run, data) in enumerate(_OLD_RUNS.items(), start=1):
+            row = manifest(run)
+            row.pop("dataset")
+            versions = _old.tables["model_versions"]
+            conn.execute(
+                insert(versions).values(
+                    version=number, created_at=now, created_by="ci", **_old_version_columns(row)
+                )
+            )
+            if data is not None:
+                store.write_text(f"runs/{run}/manifest.json", json.dumps({**row, "config": {"data": data}}))
+        moves = [("challenger", "register", None, 1), ("champion", "promote", None, 1)]
+        moves += [("challenger", "clear", 1, None), ("challenger", "register", None, 2)]
+        moves += [("challenger", "register", 2, 3), ("", "reuse", None, 3), ("challenger", "register", 3, 4)]
+        for alias, action, before, after in moves:
+            conn.execute(
+                insert(_old.tables["alias_moves"]).values(
+                    at=now,
+                    alias=alias,
+                    action=action,
+                    from_version=before,
+                    to_version=after,
+                    actor="ci",
+                    reason="old",
+                )
+            )
+        conn.execute(insert(_old.tables["aliases"]).values(alias="champion", version=1, moved_at=now))
+        conn.execute(insert(_old.tables["aliases"]).values(alias="challenger", version=4, moved_at=now))
+        conn.execute(
+            insert(_old.tables["decisions"]).values(
+                at=now,
+                version=1,
+                promoted=1,
+                reference="popularity baseline",
+                reason="first",
+                decision_id="d1",
+            )
+        )
+    if url.startswith("postgresql"):  # explicit numbers leave the serial behind
+        with engine.begin() as conn:
+            conn.execute(text("SELECT setval('model_versions_version_seq', 4)"))
+    engine.dispose()
+
+
+def _old_version_columns(row: dict[str, Any]) -> dict[str, Any]:
+    artifacts = row["artifacts"]
+    return {
+        "run_id": row["run_id"],
+        "model_name": row["model"],
+        "model_id": artifacts["model"]["id"],
+        "model_uri": artifacts["model"]["uri"],
+        "snapshot_id": artifacts["snapshot"]["id"],
+        "manifest_id": row["outputs"]["manifest_id"],
+        "manifest_uri": row["outputs"]["manifest"],
+        "config_fingerprint": row["config_fingerprint"],
+        "metrics": json.dumps(row["metrics"]),
+        "artifacts": json.dumps(artifacts),
+    }
+
+
+def _open_old(url: str, store_uri: str, results: Any) -> None:
+    Registry(url, open_store(StorageConfig(uri=store_uri)))
+    results.put("ok")
+
+
+def test_a_registry_from_before_per_dataset_champions_is_upgraded_once_and_keeps_its_champion(
+    shared_url: str, tmp_path: Path
+) -> None:
+    """Opened by four processes at once: one upgrades it under the lock, the others find it done."""
+    store_uri = str(tmp_path / "store")
+    store = open_store(StorageConfig(uri=store_uri))
+    _old_registry(shared_url, store)
+    with pytest.raises(RegistryError, match="predates per-dataset champions"):
+        Registry(shared_url)  # without the store its versions' datasets cannot be found
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_open_old, args=(shared_url, store_uri, results)) for _ in range(4)]
+    for p in workers:
+        p.start()
+    assert [results.get(timeout=120) for _ in workers] == ["ok"] * 4
+    for p in workers:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+
+    registry = Registry(shared_url, store)
+    assert {v.version: v.dataset for v in registry.versions()} == {
+        1: "ml-100k",
+        2: "synthetic",
+        3: "synthetic",
+        4: UNKNOWN_DATASET,  # its manifest is gone: kept apart, never anyone's champion by mistake
+    }
+    assert registry.get(CHAMPION, "ml-100k").version == 1
+    assert registry.alias(CHAMPION, "synthetic") is None and registry.alias(CHALLENGER, "synthetic") is None
+    assert registry.get(CHALLENGER, UNKNOWN_DATASET).version == 4
+    assert [d.decision_id for d in registry.decisions(dataset="ml-100k")] == ["d1"]
+    history = registry.history()
+    upgrades = [m for m in history if m.action == UPGRADED]
+    assert len(upgrades) == 1 and "ml-100k: 1 versions, synthetic: 2 versions" in upgrades[0].reason
+    assert [(m.dataset, m.action) for m in history[:3]] == [
+        ("ml-100k", "register"),
+        ("ml-100k", "promote"),
+        ("ml-100k", "clear"),
+    ]
+    assert [m.dataset for m in history if m.action == "reuse"] == ["synthetic"]
+    # It works on as any registry: numbering goes on, each dataset's champion moves on its own.
+    v5 = registry.register(manifest("r-new", dataset="synthetic"), "run r-new").version
+    registry.promote(v5, "ci", "first of synthetic", expect=None)
+    assert v5 == 5 and registry.get(CHAMPION, "ml-100k").version == 1

@@ -504,15 +504,17 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("list")
 def models_list(config: ConfigOption = None, set_: SetOption = None) -> None:
-    """Every registered model version, with its aliases and primary metric."""
+    """Every registered model version of every dataset, with its aliases and primary metric."""
     settings = _load(config, _cli_overrides(pairs=set_ or []))
     metric = settings.evaluation.primary_metric
-    table = Table(title=f"model versions ({_registry(settings).url.split('://')[0]})")
-    for column in ("version", "aliases", "model", "created (UTC)", "run", "dataset", metric):
+    registry = _registry(settings)
+    table = Table(title=f"model versions ({registry.url.split('://')[0]})")
+    for column in ("version", "dataset", "aliases", "model", "created (UTC)", "run", "snapshot", metric):
         table.add_column(column, no_wrap=True)
-    for v in _registry(settings).versions():
+    for v in registry.versions():
         table.add_row(
             str(v.version),
+            v.dataset,
             ",".join(v.aliases),
             v.model_name,
             v.created_at.replace("T", " ")[:16],
@@ -529,16 +531,24 @@ def models_show(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """One version: its artifacts, run, metrics and the promotion decisions about it."""
-    registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
-    v = registry.get(version)
+    """One version (an alias: the configured dataset's): artifacts, run, metrics, serving model, decisions."""
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    registry = _registry(settings)
+    v = registry.get(version, settings.data.dataset_name())
     held = f" ({', '.join(v.aliases)})" if v.aliases else ""
-    console.print(f"[bold]version {v.version}[/] {v.model_name}{held}")
+    console.print(f"[bold]dataset {v.dataset}: version {v.version}[/] {v.model_name}{held}", highlight=False)
+    served = v.serving or {}
     for label, value in (
         ("created", f"{v.created_at} by {v.created_by}"),
         ("run", v.run_id),
-        ("model", f"{v.model_id} {v.model_uri}"),
-        ("dataset", v.snapshot_id),
+        ("model", f"{v.model_id} {v.model_uri} (evaluated)"),
+        (
+            "serving",
+            f"{served['model']['id']} {served['model']['uri']} (refit on the snapshot)"
+            if served
+            else "none (served by the evaluated model until promoted)",
+        ),
+        ("snapshot", v.snapshot_id),
         ("manifest", f"{v.manifest_id} {v.manifest_uri}"),
         ("config", v.config_fingerprint),
     ):
@@ -558,12 +568,31 @@ def models_promote(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Make a version the champion by hand, bypassing the policy (the reason is recorded)."""
-    from .artifacts.registry import default_actor
+    """Make a version the champion of the configured dataset by hand, bypassing the policy (the reason is
+    recorded); it is refit on its whole snapshot for serving first."""
+    from . import serving
+    from .artifacts.registry import CHAMPION, default_actor
 
-    registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    dataset, registry, store = settings.data.dataset_name(), _registry(settings), open_store(settings.storage)
+    held = registry.get(version)
+    if held.dataset != dataset:
+        _fail(
+            f"version {version} is a model of dataset {held.dataset}, not of {dataset} (the configured "
+            f"dataset); --set data.name={held.dataset} promotes it there",
+            code=2,
+        )
+    entry, fresh = serving.refit_for_serving(registry, store, version, actor=default_actor())
+    refit = f"refit on {entry['interactions']:,} interactions in {entry['seconds']:.1f}s" if fresh else "kept"
+    if CHAMPION in held.aliases and fresh:  # a champion from before serving refits: now served by one
+        console.print(f"dataset {dataset}: version {version} is the champion; serving model {refit}")
+        return
     move = registry.promote(version, actor=default_actor(), reason=reason)
-    console.print(f"champion: version {move.to_version} (was {move.from_version})")
+    console.print(
+        f"dataset {dataset}: champion is version {move.to_version} (was {move.from_version}); serving model "
+        f"{entry['model']['id'][:12]} {refit}",
+        highlight=False,
+    )
 
 
 @models_app.command("rollback")
@@ -572,29 +601,47 @@ def models_rollback(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Give the champion alias back to the previous champion."""
+    """Give the configured dataset's champion alias back to its previous champion."""
+    from . import serving
     from .artifacts.registry import default_actor
 
-    registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
-    move = registry.rollback(actor=default_actor(), reason=reason)
-    console.print(f"champion: version {move.to_version} again (was {move.from_version})")
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    dataset, registry = settings.data.dataset_name(), _registry(settings)
+    move = registry.rollback(actor=default_actor(), reason=reason, dataset=dataset)
+    assert move.to_version is not None  # a rollback always names the champion it returns to
+    # A champion from before serving refits gets one now, as a promotion would give it.
+    store = open_store(settings.storage)
+    _, fresh = serving.refit_for_serving(registry, store, move.to_version, default_actor())
+    console.print(
+        f"dataset {dataset}: champion is version {move.to_version} again (was {move.from_version})"
+        + ("; refit for serving" if fresh else ""),
+        highlight=False,
+    )
 
 
 @models_app.command("rebuild")
 def models_rebuild(config: ConfigOption = None, set_: SetOption = None) -> None:
-    """Rebuild an empty or damaged registry from the runs in the artifact store: versions, decisions, and the
-    aliases those decisions moved (moves by hand are not in the store)."""
+    """Rebuild an empty or damaged registry from the runs in the artifact store: versions, decisions, serving
+    models, and each dataset's aliases as those decisions moved them (moves by hand are not in the store)."""
     from .artifacts.registry import default_actor, rebuild_from_store, registry_url
 
     settings = _load(config, _cli_overrides(pairs=set_ or []))
     store = open_store(settings.storage)
     done = rebuild_from_store(registry_url(settings.registry, settings.storage), store, default_actor())
-    held = {"champion": done.champion, "challenger": done.challenger}
-    aliases = ", ".join(f"{alias} v{v}" if v else f"no {alias}" for alias, v in held.items())
+    datasets = sorted(set(done.champions) | set(done.challengers))
+    aliases = "; ".join(
+        f"dataset {d}: "
+        + ", ".join(
+            f"{alias} v{held[d]}" if d in held else f"no {alias}"
+            for alias, held in (("champion", done.champions), ("challenger", done.challengers))
+        )
+        for d in datasets
+    )
     console.print(
         f"rebuilt {done.versions} versions and {done.decisions} decisions from {store.uri_of('runs')}: "
-        f"{aliases}. `models history` marks the rows as rebuilt.",
+        f"{aliases or 'no aliases'}. `models history` marks the rows as rebuilt.",
         soft_wrap=True,
+        highlight=False,
     )
     if done.unrecorded:
         console.print(
@@ -606,9 +653,11 @@ def models_rebuild(config: ConfigOption = None, set_: SetOption = None) -> None:
 
 @models_app.command("history")
 def models_history(config: ConfigOption = None, set_: SetOption = None) -> None:
-    """Every alias move and version reuse: when, what, by whom or which run, and why."""
-    registry = _registry(_load(config, _cli_overrides(pairs=set_ or [])))
-    moves = registry.history()
+    """The configured dataset's alias moves and version reuses: when, what, by whom or which run, and why."""
+    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    dataset = settings.data.dataset_name()
+    moves = _registry(settings).history(dataset=dataset)
+    console.print(f"dataset {dataset}:", highlight=False)
     for m in moves:
         before = "-" if m.from_version is None else f"v{m.from_version}"
         after = "-" if m.to_version is None else f"v{m.to_version}"
@@ -634,8 +683,11 @@ def recommend(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Top-k recommendations from the champion (reads only the registry and the artifact store)."""
+    """Top-k unseen items from the configured dataset's champion, with titles where the dataset has a
+    catalogue; a user the model does not know gets the snapshot's most popular items. Reads only the
+    registry, the artifact store and the catalogue."""
     settings = _load(config, _cli_overrides(pairs=set_ or []))
+    dataset = settings.data.dataset_name()
     if all_users:
         batch_recommend = load_entrypoint("flows/recommend.py:batch_recommend")
         state = batch_recommend(settings.resolved(), k=k, version=version, return_state=True)
@@ -644,7 +696,10 @@ def recommend(
         result, store = state.result(), open_store(settings.storage)
         where = _link(store, result["ref"]["uri"])
         console.print(
-            f"version {result['version']}: top-{k} for {result['users']:,} users -> {where}", soft_wrap=True
+            f"dataset {dataset}: version {result['version']}: top-{k} for {result['users']:,} users -> "
+            f"{where}",
+            soft_wrap=True,
+            highlight=False,
         )
         if out is not None:
             out.write_bytes(store.get_bytes(ArtifactRef(**result["ref"])))
@@ -655,24 +710,44 @@ def recommend(
     too_large = [u for u in user if not -(2**63) <= u < 2**63]
     if too_large:  # user ids are 64-bit integers everywhere (the data contract); polars would overflow
         _fail(f"--user {too_large[0]}: not a user id (ids are 64-bit integers)", code=2)
-    from . import serving
+    from . import catalogue, serving
 
-    held, model = serving.load_model(_registry(settings), open_store(settings.storage), version)
-    recs = model.recommend(user, k)
-    unknown = sorted(set(user) - set(recs.get_column("user_id").to_list()))
-    table = Table(title=f"top-{k} from version {held.version} ({held.model_name})")
-    for column in ("user", "rank", "item", "score"):
-        table.add_column(column, justify="right")
+    held, model = serving.load_model(_registry(settings), open_store(settings.storage), version, dataset)
+    recs, unknown = serving.recommend_users(model, user, k)
+    recs = catalogue.with_titles(recs, catalogue.item_titles(settings.data))
+    role = ", ".join(held.aliases) or "version"
+    served = "refit on the whole snapshot" if held.serving else "trained on its train split"
+    table = Table(title=f"dataset {dataset}: {role} v{held.version} ({held.model_name}, {served}), top-{k}")
+    columns = ["user", "rank", "item", *(["title"] if "title" in recs.columns else []), "score"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "title" else "right")
     for row in recs.iter_rows(named=True):
-        table.add_row(str(row["user_id"]), str(row["rank"]), str(row["item_id"]), f"{row['score']:.4f}")
+        cells = [str(row["user_id"]), str(row["rank"]), str(row["item_id"])]
+        if "title" in recs.columns:
+            cells.append(escape(row["title"] or ""))
+        table.add_row(*cells, f"{row['score']:.4f}")
     console.print(table)
     if unknown:
-        _fail(f"unknown to version {held.version} (no training events): {unknown}", code=1)
+        data = "the snapshot" if held.serving else "its training data"
+        console.print(
+            f"note: {', '.join(map(str, unknown))} unknown to version {held.version} (no events in {data}): "
+            f"showing the {k} items most users of {data} have instead",
+            soft_wrap=True,
+            highlight=False,
+        )
+    if not held.serving:
+        console.print(
+            f"note: version {held.version} has no serving refit and may recommend items a user has in its "
+            f"held-out events; `models promote {held.version}` refits it",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.command()
 def monitor(config: ConfigOption = None, set_: SetOption = None) -> None:
-    """Check the champion for drift and decay now (the `monitor` flow); exit 1 when it drifted."""
+    """Check the configured dataset's champion for drift and decay now (the `monitor` flow); exit 1 when it
+    drifted."""
     settings = _load(config, _cli_overrides(pairs=set_ or []))
     monitor_flow = load_entrypoint("flows/monitor.py:monitor")
 
@@ -681,7 +756,8 @@ def monitor(config: ConfigOption = None, set_: SetOption = None) -> None:
         _fail(f"monitor {state.name}: {_state_message(state)}", code=2)
     result = state.result()
     verdict = "[red]drift or decay[/]" if result["drifted"] else "[green]no drift[/]"
-    console.print(f"champion v{result.get('champion')}: {verdict}", highlight=False)
+    dataset = result.get("dataset", settings.data.dataset_name())
+    console.print(f"dataset {dataset}: champion v{result.get('champion')}: {verdict}", highlight=False)
     for reason in result["reasons"]:
         console.print(f"  - {reason}", soft_wrap=True, highlight=False)
     store = open_store(settings.storage)

@@ -1,33 +1,135 @@
 """Serving from the registry: load a version's model from the store, rank for one user or for everyone.
 
+A version is judged by the model its run evaluated, trained on the train split only. Once it is promoted it
+is served by a refit: the same config and seed on its whole snapshot (`refit_for_serving`), so a user's
+held-out events count as seen and are never recommended back. The registry keeps the refit beside the
+evaluated model; `load_model` serves the refit where a version has one, and judging asks for the evaluated
+model (`served=False`): the refit has seen the test events.
+
 Reads only the registry and the artifact store, so it runs anywhere both are reachable (a batch job, an API).
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 
-from .artifacts import ArtifactRef, ArtifactStore
-from .artifacts.registry import ModelVersion, Registry
+from . import training
+from .artifacts import ArtifactRef, ArtifactStore, runs
+from .artifacts.registry import CHAMPION, ModelVersion, Registry, VersionNotFound
 from .models import Recommender
+from .models.base import top_k
+from .settings import ModelConfig
 
 _BATCH = 2_048  # users ranked per batch by `recommend_all`, so memory stays bounded at any catalogue size
 _LATENCY_USERS = 1_000
 
 
 def load_model(
-    registry: Registry, store: ArtifactStore, key: int | str = "champion"
+    registry: Registry,
+    store: ArtifactStore,
+    key: int | str = CHAMPION,
+    dataset: str | None = None,
+    served: bool = True,
 ) -> tuple[ModelVersion, Recommender]:
-    """A registered version (number, `champion`, `challenger` or `latest`) and its model, checked by hash."""
-    version = registry.get(key)
-    ref = ArtifactRef(**version.artifact("model"))
+    """A registered version (number, `champion`, `challenger` or `latest` of `dataset`) and its model,
+    checked by hash: the refit it is served by when it has one (`served`), else the evaluated model.
+
+    A version of another dataset than `dataset` is refused: its ids mean other users and items.
+    """
+    version = registry.get(key, dataset)
+    if dataset is not None and version.dataset != dataset:
+        raise VersionNotFound(
+            f"version {version.version} is a model of dataset {version.dataset}, not of {dataset} "
+            f"(set data.name={version.dataset} to use it)"
+        )
+    entry = version.serving["model"] if served and version.serving else version.artifact("model")
+    return version, _fetch(store, ArtifactRef(**entry))
+
+
+def refit_for_serving(
+    registry: Registry, store: ArtifactStore, version: int, actor: str
+) -> tuple[dict[str, Any], bool]:
+    """Refit `version` on its whole snapshot, store the model and record it for the version; returns the
+    serving entry and whether it was refit now (False: the version had one already). The entry is also
+    noted in the status of the run that registered the version.
+
+    Same model config and seed as its run (from the run's manifest), its torch thread count, and the evaluated
+    model's own hyperparameters (see `training.refit`), so the refit is reproducible from the registry.
+    """
+    held = registry.get(version)
+    if held.serving is not None:
+        return held.serving, False
+    manifest = json.loads(store.read_text(f"runs/{held.run_id}/{runs.MANIFEST_NAME}"))
+    cfg = ModelConfig.model_validate(manifest["config"]["model"])
+    seed, threads = int(manifest["seed"]), manifest.get("environment", {}).get("torch", {}).get("threads")
+    evaluated = _fetch(store, ArtifactRef(**held.artifact("model")))
+    snapshot = store.get_frame(ArtifactRef(**held.artifact("snapshot")))
+    started = time.perf_counter()
+    model = training.refit(cfg, snapshot, seed, threads, evaluated.config)
+    seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
-        return version, Recommender.load(store.fetch_file(ref, Path(tmp) / "model.safetensors"))
+        path = Path(tmp) / "model.safetensors"
+        model.save(path)
+        ref = store.put_file(path, kind="serving-model")
+    entry = {
+        "model": ref.model_dump(),
+        "evaluated_model": held.model_id,
+        "snapshot": held.artifact("snapshot")["id"],
+        "interactions": snapshot.height,
+        "seed": seed,
+        "threads": threads or torch.get_num_threads(),
+        "seconds": round(seconds, 3),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "by": actor,
+    }
+    registry.set_serving(version, entry)
+    # Beside the run that made the evaluated model: lineage links the two, and `models rebuild` restores it.
+    runs.update_status(store, held.run_id, registry={"serving": entry})
+    return entry, True
+
+
+def recommend_users(model: Recommender, users: list[int], k: int) -> tuple[pl.DataFrame, list[int]]:
+    """Top-k unseen items for `users`, in the order given, and the users the model does not know: they get
+    the most popular items of its training data (for a refit, the snapshot) instead.
+
+    Columns user_id, item_id, score, rank (a fallback row's score is the item's count of users)."""
+    known = model.recommend(users, k)
+    index = model.vocabulary.user_index(users) if model.vocabulary is not None else [-1] * len(users)
+    unknown = list(dict.fromkeys(u for u, i in zip(users, index, strict=True) if i < 0))
+    popular = most_popular(model, k)
+    fallback = [popular.select(pl.lit(u, dtype=pl.Int64).alias("user_id"), pl.all()) for u in unknown]
+    frame = pl.concat([known, *fallback]) if fallback else known
+    order = {u: i for i, u in enumerate(dict.fromkeys(users))}
+    ranked = frame.with_columns(pl.col("user_id").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
+    return ranked.sort("_o", "rank").drop("_o"), unknown
+
+
+def most_popular(model: Recommender, k: int) -> pl.DataFrame:
+    """The k items most users interacted with in the model's training data: item_id, score (users), rank.
+    Ties rank by item id, as everywhere (`base.top_k`)."""
+    vocab = model.vocabulary
+    if vocab is None:
+        raise ValueError("most_popular needs a fitted model")
+    _, items = model.user_pairs()
+    counts = torch.bincount(items, minlength=vocab.n_items).to(torch.float32)
+    values, indices = top_k(counts.unsqueeze(0), k)
+    return pl.DataFrame(
+        {
+            "item_id": vocab.items[indices[0].numpy()],
+            "score": values[0].numpy(),
+            "rank": np.arange(1, indices.shape[1] + 1),
+        },
+        schema={"item_id": pl.Int64, "score": pl.Float32, "rank": pl.Int64},
+    )
 
 
 def recommend_all(model: Recommender, k: int) -> pl.DataFrame:
@@ -51,3 +153,8 @@ def latency_per_1k(model: Recommender, k: int) -> dict[str, float]:
         best = min(best, time.perf_counter() - started)
     distinct = min(users.size, _LATENCY_USERS)
     return {"ms_per_1k": best * 1_000, "users": float(distinct), "ranked": float(ranked.size), "k": float(k)}
+
+
+def _fetch(store: ArtifactStore, ref: ArtifactRef) -> Recommender:
+    with tempfile.TemporaryDirectory() as tmp:
+        return Recommender.load(store.fetch_file(ref, Path(tmp) / "model.safetensors"))

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from pydantic import BaseModel
 from tqdm import tqdm
 
 from .data.split import random_split
 from .evaluation import evaluate
 from .models import Recommender, build_model
-from .settings import ModelConfig, TrainingConfig
+from .settings import EASEConfig, ModelConfig, TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +96,31 @@ def best_ease_l2(cfg: ModelConfig, interactions: pl.DataFrame, seed: int) -> flo
     best = max(scores, key=lambda l2: (scores[l2], -l2))  # ties: the stronger penalty
     log.info("ease l2 search on an inner split: %s -> %s", {k: round(v, 4) for k, v in scores.items()}, best)
     return best
+
+
+def refit(
+    cfg: ModelConfig,
+    interactions: pl.DataFrame,
+    seed: int,
+    threads: int | None = None,
+    fitted: BaseModel | None = None,
+) -> Recommender:
+    """The model to serve once a version is promoted: its config and seed fitted on `interactions`, the whole
+    snapshot, so it knows every event a user has (and never recommends one back).
+
+    `fitted` is the evaluated model's own section of the config: an ease l2 that `l2_search` picked on the
+    training split is kept, not searched again on data that holds the test events. `threads` is the torch
+    thread count the version was trained with (a different count changes the last bits of the weights), set
+    for the fit and restored after.
+    """
+    if fitted is not None:
+        if isinstance(fitted, EASEConfig):
+            fitted = fitted.model_copy(update={"l2_search": []})
+        cfg = cfg.model_copy(update={cfg.name: fitted})
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return train(cfg, interactions, seed, TrainingConfig(progress_bar=False))
+    finally:
+        torch.set_num_threads(before)

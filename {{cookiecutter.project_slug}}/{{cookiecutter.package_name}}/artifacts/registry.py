@@ -1,6 +1,11 @@
 """The model registry: numbered versions of trained models, the `champion` and `challenger` aliases, an
 append-only history of every alias move and version reuse, and the drift events the monitor emitted.
 
+Champions are per dataset. Every version carries the name of the dataset it was trained on
+(`data.name`, else derived from the data settings: `synthetic`, `ml-100k`, ...), and the `champion` and
+`challenger` aliases, their history and the promotion decisions are kept per dataset: a model is judged
+against, and may replace, only the champion of its own dataset. Version numbers are global.
+
 A version points at artifacts that already live in the store (model file, snapshot, run manifest, the split
 and per-user metrics it was judged on); the registry holds no weights, only references and metrics, so it
 stays small and any SQLAlchemy database can hold it: a SQLite file by default, PostgreSQL for a team.
@@ -9,7 +14,7 @@ Every alias move runs in one transaction that first bumps the single row of `reg
 the database's write lock (SQLite's reserved lock, PostgreSQL's row lock) before anything is read, so two
 processes moving aliases at once are serialised: each reads the champion the other left, and a move made
 with `expect=` fails with `StaleAlias` when the champion changed since the caller looked. An alias is one row
-keyed by its name, so two champions cannot exist.
+keyed by its dataset and name, so two champions of one dataset cannot exist.
 
 A version is one model on one dataset: a run whose model bytes and snapshot equal an existing version's (a
 fully cached rerun, a retrain on data that did not change) gets that version back, and the history records
@@ -21,6 +26,13 @@ Losing the registry must not go unnoticed: `open_registry` refuses a registry th
 file, dropped tables, a new database) while the artifact store says runs registered models there, and one
 that lost some of its tables; `rebuild_from_store` (`<package> models rebuild`) fills an empty one again from
 the runs' manifests and status records (runs.py), and `registry_problems` is what `verify` reports.
+
+A registry made before datasets had champions of their own is upgraded when it is opened, once, under the
+write lock: its versions get their dataset from their runs' manifests in the store, its aliases and history
+the dataset of the version they name (`_upgrade_schema`).
+
+Once promoted, a version is served by a model refit on its whole snapshot (serving.py): the version keeps
+that model's reference in `serving`, beside the evaluated model every judgement keeps using.
 """
 
 from __future__ import annotations
@@ -55,9 +67,10 @@ from sqlalchemy import (
 from sqlalchemy import inspect as inspect_schema
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.sql import func, literal_column
 
 from ..alerts import Acknowledgement, EmitDecision, should_emit
-from ..settings import PACKAGE, RegistryConfig, StorageConfig, redact_url
+from ..settings import PACKAGE, DataConfig, RegistryConfig, StorageConfig, redact_url
 from . import runs
 from .store import ArtifactRef, ArtifactStore, canonical_json, local_root, open_store
 
@@ -67,6 +80,8 @@ ALIASES: Final = (CHAMPION, CHALLENGER)
 NO_ALIAS: Final = ""  # the alias of a history row that moved none (a reuse)
 UNDECIDED: Final = "undecided"  # the action of a version whose judgement failed
 REBUILT: Final = "rebuild"  # the action of history rows written by `rebuild_from_store`
+UPGRADED: Final = "upgrade"  # the action of the history row written when an older registry was upgraded
+UNKNOWN_DATASET: Final = "unknown"  # an upgraded version whose run's manifest is no longer in the store
 _ANY: Final = object()  # `expect` not given: move whatever the alias points to now
 
 _metadata = MetaData()
@@ -87,10 +102,13 @@ _versions = Table(
     Column("config_fingerprint", String(64), nullable=False),
     Column("metrics", Text, nullable=False),  # JSON
     Column("artifacts", Text, nullable=False),  # JSON: name -> {id, uri, kind, size} of train/test/...
+    Column("dataset", String(64), nullable=False, server_default=""),
+    Column("serving", Text, nullable=True),  # JSON: the model served once promoted (see serving.py)
 )
 _aliases = Table(
     "aliases",
     _metadata,
+    Column("dataset", String(64), primary_key=True),
     Column("alias", String(32), primary_key=True),
     Column("version", Integer, ForeignKey("model_versions.version"), nullable=False),
     Column("moved_at", String(32), nullable=False),
@@ -108,6 +126,7 @@ _moves = Table(
     Column("actor", String(200), nullable=False),
     Column("reason", Text, nullable=False),
     Column("decision_id", String(64), nullable=True),  # the stored promotion decision, when there is one
+    Column("dataset", String(64), nullable=False, server_default=""),  # "": a note about the whole registry
 )
 
 _decisions = Table(
@@ -154,6 +173,7 @@ class StaleAlias(RegistryError):
 @dataclass(frozen=True)
 class ModelVersion:
     version: int
+    dataset: str
     run_id: str
     created_at: str
     created_by: str
@@ -166,6 +186,7 @@ class ModelVersion:
     config_fingerprint: str
     metrics: dict[str, float]
     artifacts: dict[str, dict[str, Any]]
+    serving: dict[str, Any] | None = None  # the refit served once promoted: {model: {id, uri, ...}, ...}
     aliases: tuple[str, ...] = field(default=())
 
     def artifact(self, name: str) -> dict[str, Any]:
@@ -176,6 +197,7 @@ class ModelVersion:
 class AliasMove:
     id: int
     at: str
+    dataset: str
     alias: str
     action: str
     from_version: int | None
@@ -217,9 +239,10 @@ def registry_url(cfg: RegistryConfig, storage: StorageConfig) -> str:
 def open_registry(cfg: RegistryConfig, storage: StorageConfig) -> Registry:
     """The configured registry, refused (`RegistryDamaged`) when it is empty while the store's runs say they
     registered models in it."""
-    registry = Registry(registry_url(cfg, storage))
+    store = open_store(storage)
+    registry = Registry(registry_url(cfg, storage), store)
     if registry.is_empty():
-        _refuse_if_runs_registered(registry.url, open_store(storage))
+        _refuse_if_runs_registered(registry.url, store)
     return registry
 
 
@@ -231,7 +254,7 @@ def registry_problems(url: str, store: ArtifactStore) -> list[str]:
     failed or was killed while judging, with nothing in the history saying so.
     """
     try:
-        registry = Registry(url)
+        registry = Registry(url, store)
         if registry.is_empty():
             _refuse_if_runs_registered(url, store)
     except RegistryError as exc:
@@ -277,7 +300,9 @@ def default_actor() -> str:
 
 
 class Registry:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, store: ArtifactStore | None = None) -> None:
+        """The registry at `url`; `store` (the artifact store its runs wrote to) is needed once, to upgrade a
+        registry made before datasets had champions of their own."""
         self.url = url
         try:
             self.engine = _engine(url)
@@ -286,6 +311,7 @@ class Registry:
         try:
             _refuse_lost_tables(self.engine, url)
             _create_schema(self.engine)
+            _upgrade_schema(self.engine, url, store)
         except DatabaseError as exc:  # unreachable, wrong password, not a database: one line, no secret
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
             raise RegistryError(f"cannot open the registry {_where(url)}: {reason}") from exc
@@ -294,17 +320,22 @@ class Registry:
         with self.engine.connect() as conn:
             return conn.execute(select(_versions.c.version).limit(1)).first() is None
 
+    def datasets(self) -> list[str]:
+        """The names of the datasets the registry holds versions of, sorted."""
+        with self.engine.connect() as conn:
+            return _datasets(conn)
+
     # -- versions --------------------------------------------------------------------------------------------
 
     def register(self, manifest: dict[str, Any], actor: str) -> ModelVersion:
         """Add the model of a finished pipeline run (by its manifest), unless a version already holds the same
-        model bytes on the same snapshot: then that version is reused (its `run_id` is another run's), and
-        the reuse is kept in the history.
+        model bytes on the same snapshot of the same dataset: then that version is reused (its `run_id` is
+        another run's), and the reuse is kept in the history.
 
-        The same run registers once. A new version becomes the `challenger` until a promotion decision moves
-        it on; a reuse moves no alias.
+        The same run registers once. A new version becomes its dataset's `challenger` until a promotion
+        decision moves it on; a reuse moves no alias.
         """
-        artifacts, run_id = manifest["artifacts"], manifest["run_id"]
+        artifacts, run_id, dataset = manifest["artifacts"], manifest["run_id"], dataset_of(manifest)
         model_id, snapshot_id = artifacts["model"]["id"], artifacts["snapshot"]["id"]
         with self._locked() as conn:
             # Read under the write lock: an identical run registering at the same moment waits here, then
@@ -312,7 +343,11 @@ class Registry:
             same_run = conn.execute(select(_versions.c.version).where(_versions.c.run_id == run_id)).scalar()
             same_content = conn.execute(
                 select(_versions.c.version)
-                .where(_versions.c.model_id == model_id, _versions.c.snapshot_id == snapshot_id)
+                .where(
+                    _versions.c.model_id == model_id,
+                    _versions.c.snapshot_id == snapshot_id,
+                    _versions.c.dataset == dataset,
+                )
                 .order_by(_versions.c.version)
                 .limit(1)
             ).scalar()
@@ -321,24 +356,25 @@ class Registry:
             elif same_content is not None:
                 version = same_content
                 reason = f"run {run_id}: same model {model_id[:12]} on snapshot {snapshot_id[:12]}"
-                self._log(conn, NO_ALIAS, "reuse", None, version, actor, reason)
+                self._log(conn, dataset, NO_ALIAS, "reuse", None, version, actor, reason)
             else:
                 added = conn.execute(insert(_versions).values(**_version_row(manifest, actor)))
                 version = added.inserted_primary_key[0]
-                self._move(conn, CHALLENGER, version, "register", actor, f"run {run_id}", None)
+                self._move(conn, dataset, CHALLENGER, version, "register", actor, f"run {run_id}", None)
         return self.get(version)
 
-    def get(self, key: int | str) -> ModelVersion:
-        """A version by number, or `champion`, `challenger` or `latest`."""
+    def get(self, key: int | str, dataset: str | None = None) -> ModelVersion:
+        """A version by number, or `champion`, `challenger` or `latest` of `dataset` (None: of the one
+        dataset the registry holds; refused when it holds several)."""
         if key in ALIASES:
-            found = self.alias(str(key))
+            found = self.alias(str(key), dataset)
             if found is None:
-                raise VersionNotFound(f"no model holds the {key} alias yet")
+                raise VersionNotFound(f"no model{_of(dataset)} holds the {key} alias yet")
             return found
         if key == "latest":
-            versions = self.versions()
+            versions = self.versions(dataset or self._sole_dataset())
             if not versions:
-                raise VersionNotFound("the registry has no model versions yet")
+                raise VersionNotFound(f"the registry has no model versions{_of(dataset)} yet")
             return versions[-1]
         try:
             number = int(key)
@@ -350,16 +386,33 @@ class Registry:
                 raise VersionNotFound(f"no model version {number}")
             return _version(row, self._aliases_of(conn, number))
 
-    def versions(self) -> list[ModelVersion]:
+    def versions(self, dataset: str | None = None) -> list[ModelVersion]:
+        """Every version, oldest first; with `dataset`, that dataset's only."""
+        query = select(_versions).order_by(_versions.c.version)
+        if dataset is not None:
+            query = query.where(_versions.c.dataset == dataset)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(_versions).order_by(_versions.c.version)).mappings().all()
-            held = self._all_aliases(conn)
-        return [_version(r, tuple(a for a, v in held.items() if v == r["version"])) for r in rows]
+            rows = conn.execute(query).mappings().all()
+            held = conn.execute(select(_aliases.c.alias, _aliases.c.version)).all()
+        return [_version(r, tuple(sorted(a for a, v in held if v == r["version"]))) for r in rows]
 
-    def alias(self, name: str) -> ModelVersion | None:
+    def alias(self, name: str, dataset: str | None = None) -> ModelVersion | None:
+        """The version holding alias `name` for `dataset` (None: the one dataset the registry holds)."""
         with self.engine.connect() as conn:
-            version = self._all_aliases(conn).get(name)
+            dataset = dataset or _sole_dataset(conn)
+            version = None if dataset is None else self._aliases_in(conn, dataset).get(name)
         return None if version is None else self.get(version)
+
+    def set_serving(self, version: int, serving: dict[str, Any]) -> ModelVersion:
+        """Record the model that serves `version` (refit on its whole snapshot, see serving.py)."""
+        with self.engine.begin() as conn:
+            self._require(conn, version)
+            conn.execute(
+                update(_versions)
+                .where(_versions.c.version == version)
+                .values(serving=json.dumps(serving, sort_keys=True))
+            )
+        return self.get(version)
 
     # -- alias moves -----------------------------------------------------------------------------------------
 
@@ -371,38 +424,39 @@ class Registry:
         expect: int | None | object = _ANY,
         decision_id: str | None = None,
     ) -> AliasMove:
-        """Make `version` the champion; with `expect`, only if the champion is still that version (or None).
-
-        A promoted version stops being the challenger.
+        """Make `version` the champion of its dataset; with `expect`, only if that champion is still that
+        version (or None). A promoted version stops being the challenger.
         """
         with self._locked() as conn:
-            self._require(conn, version)
-            current = self._all_aliases(conn).get(CHAMPION)
+            dataset = self._dataset_of(conn, version)
+            current = self._aliases_in(conn, dataset).get(CHAMPION)
             if expect is not _ANY and current != expect:
-                raise StaleAlias(f"the champion is now version {current}, not {expect}")
+                raise StaleAlias(f"the champion of {dataset} is now version {current}, not {expect}")
             if current == version:
-                raise RegistryError(f"version {version} is already the champion")
-            move = self._move(conn, CHAMPION, version, "promote", actor, reason, decision_id)
-            if self._all_aliases(conn).get(CHALLENGER) == version:
-                self._move(conn, CHALLENGER, None, "clear", actor, f"promoted to {CHAMPION}", decision_id)
+                raise RegistryError(f"version {version} is already the champion of {dataset}")
+            move = self._move(conn, dataset, CHAMPION, version, "promote", actor, reason, decision_id)
+            if self._aliases_in(conn, dataset).get(CHALLENGER) == version:
+                cleared = f"promoted to {CHAMPION}"
+                self._move(conn, dataset, CHALLENGER, None, "clear", actor, cleared, decision_id)
             return move
 
-    def rollback(self, actor: str, reason: str) -> AliasMove:
-        """Give the champion alias back to the previous champion (repeat to go further back)."""
+    def rollback(self, actor: str, reason: str, dataset: str | None = None) -> AliasMove:
+        """Give the champion alias of `dataset` back to its previous champion (repeat to go further back)."""
         with self._locked() as conn:
-            lineup = _champion_lineup(self._history(conn, CHAMPION))
+            dataset = dataset or _sole_dataset(conn) or ""
+            lineup = _champion_lineup(self._history(conn, CHAMPION, dataset))
             if len(lineup) < 2:
-                raise RegistryError("there is no previous champion to roll back to")
-            return self._move(conn, CHAMPION, lineup[-2], "rollback", actor, reason, None)
+                raise RegistryError(f"there is no previous champion{_of(dataset)} to roll back to")
+            return self._move(conn, dataset, CHAMPION, lineup[-2], "rollback", actor, reason, None)
 
     def retire_undecided(self, version: int, actor: str, reason: str) -> AliasMove:
         """A version whose judgement failed: it stops being the challenger and the history says why (action
         `undecided`). It stays registered, so a later run of the same model and data reuses and judges it."""
         with self._locked() as conn:
-            self._require(conn, version)
-            if self._all_aliases(conn).get(CHALLENGER) == version:
-                return self._move(conn, CHALLENGER, None, UNDECIDED, actor, reason, None)
-            return self._log(conn, NO_ALIAS, UNDECIDED, None, version, actor, reason)
+            dataset = self._dataset_of(conn, version)
+            if self._aliases_in(conn, dataset).get(CHALLENGER) == version:
+                return self._move(conn, dataset, CHALLENGER, None, UNDECIDED, actor, reason, None)
+            return self._log(conn, dataset, NO_ALIAS, UNDECIDED, None, version, actor, reason)
 
     def record_decision(
         self, version: int, promoted: bool, reference: str, reason: str, decision_id: str
@@ -420,17 +474,23 @@ class Registry:
             record_id = conn.execute(insert(_decisions).values(**row)).inserted_primary_key[0]
         return DecisionRecord(id=record_id, **row)
 
-    def decisions(self, version: int | None = None) -> list[DecisionRecord]:
+    def decisions(self, version: int | None = None, dataset: str | None = None) -> list[DecisionRecord]:
+        """The promotion decisions, oldest first: about `version`, or about the versions of `dataset`."""
         query = select(_decisions).order_by(_decisions.c.id)
         if version is not None:
             query = query.where(_decisions.c.version == version)
+        if dataset is not None:
+            query = query.where(
+                _decisions.c.version.in_(select(_versions.c.version).where(_versions.c.dataset == dataset))
+            )
         with self.engine.connect() as conn:
             return [DecisionRecord(**row) for row in conn.execute(query).mappings().all()]
 
-    def history(self, alias: str | None = None) -> list[AliasMove]:
-        """Every alias move and reuse, oldest first; with `alias`, the moves of that alias only."""
+    def history(self, alias: str | None = None, dataset: str | None = None) -> list[AliasMove]:
+        """Every alias move and reuse, oldest first; with `alias`, the moves of that alias only; with
+        `dataset`, that dataset's (and the notes about the whole registry: a rebuild, an upgrade)."""
         with self.engine.connect() as conn:
-            return self._history(conn, alias)
+            return self._history(conn, alias, dataset)
 
     # -- drift events ----------------------------------------------------------------------------------------
 
@@ -446,17 +506,26 @@ class Registry:
         """Decide whether the monitor emits the drift event (`alerts.should_emit`) and, if so, record it.
 
         Decision and record are one locked transaction: of two monitors checking the same window at once, one
-        emits and the other reads its acknowledgement.
+        emits and the other reads its acknowledgement. The cooldown counts the events of the champion's
+        dataset only: drift on one dataset does not hold back another's.
         """
         now = now or datetime.now(UTC)
         with self._locked() as conn:
+            dataset = self._dataset_of(conn, champion)
             same = conn.execute(
                 select(_drift_events).where(
                     _drift_events.c.champion == champion, _drift_events.c.snapshot_id == snapshot_id
                 )
             ).mappings()
             latest = conn.execute(
-                select(_drift_events).order_by(_drift_events.c.id.desc()).limit(1)
+                select(_drift_events)
+                .where(
+                    _drift_events.c.champion.in_(
+                        select(_versions.c.version).where(_versions.c.dataset == dataset)
+                    )
+                )
+                .order_by(_drift_events.c.id.desc())
+                .limit(1)
             ).mappings()
             decision = should_emit(
                 champion,
@@ -492,9 +561,14 @@ class Registry:
             conn.execute(update(_lock).where(_lock.c.id == 1).values(moves=_lock.c.moves + 1))
             yield conn
 
+    def _sole_dataset(self) -> str | None:
+        with self.engine.connect() as conn:
+            return _sole_dataset(conn)
+
     def _move(
         self,
         conn: Connection,
+        dataset: str,
         alias: str,
         version: int | None,
         action: str,
@@ -502,20 +576,21 @@ class Registry:
         reason: str,
         decision_id: str | None,
     ) -> AliasMove:
-        previous = self._all_aliases(conn).get(alias)
+        previous = self._aliases_in(conn, dataset).get(alias)
+        held = (_aliases.c.dataset == dataset) & (_aliases.c.alias == alias)
         if version is None:
-            conn.execute(_aliases.delete().where(_aliases.c.alias == alias))
+            conn.execute(_aliases.delete().where(held))
         elif previous is None:
-            conn.execute(insert(_aliases).values(alias=alias, version=version, moved_at=_now()))
+            row = {"dataset": dataset, "alias": alias, "version": version, "moved_at": _now()}
+            conn.execute(insert(_aliases).values(**row))
         else:
-            conn.execute(
-                update(_aliases).where(_aliases.c.alias == alias).values(version=version, moved_at=_now())
-            )
-        return self._log(conn, alias, action, previous, version, actor, reason, decision_id)
+            conn.execute(update(_aliases).where(held).values(version=version, moved_at=_now()))
+        return self._log(conn, dataset, alias, action, previous, version, actor, reason, decision_id)
 
     def _log(
         self,
         conn: Connection,
+        dataset: str,
         alias: str,
         action: str,
         from_version: int | None,
@@ -527,6 +602,7 @@ class Registry:
         """Append a row to the history (every alias move, and reuses, which move none)."""
         row = {
             "at": _now(),
+            "dataset": dataset,
             "alias": alias,
             "action": action,
             "from_version": from_version,
@@ -539,20 +615,66 @@ class Registry:
         return AliasMove(id=move_id, **row)
 
     def _require(self, conn: Connection, version: int) -> None:
-        if conn.execute(select(_versions.c.version).where(_versions.c.version == version)).first() is None:
-            raise VersionNotFound(f"no model version {version}")
+        self._dataset_of(conn, version)
 
-    def _all_aliases(self, conn: Connection) -> dict[str, int]:
-        return {a: v for a, v in conn.execute(select(_aliases.c.alias, _aliases.c.version)).all()}
+    def _dataset_of(self, conn: Connection, version: int) -> str:
+        found = conn.execute(select(_versions.c.dataset).where(_versions.c.version == version)).first()
+        if found is None:
+            raise VersionNotFound(f"no model version {version}")
+        return str(found[0])
+
+    def _aliases_in(self, conn: Connection, dataset: str) -> dict[str, int]:
+        rows = conn.execute(select(_aliases.c.alias, _aliases.c.version).where(_aliases.c.dataset == dataset))
+        return {a: v for a, v in rows.all()}
 
     def _aliases_of(self, conn: Connection, version: int) -> tuple[str, ...]:
-        return tuple(sorted(a for a, v in self._all_aliases(conn).items() if v == version))
+        rows = conn.execute(select(_aliases.c.alias).where(_aliases.c.version == version)).scalars()
+        return tuple(sorted(rows.all()))
 
-    def _history(self, conn: Connection, alias: str | None) -> list[AliasMove]:
+    def _history(self, conn: Connection, alias: str | None, dataset: str | None = None) -> list[AliasMove]:
         query = select(_moves).order_by(_moves.c.id)
         if alias is not None:
             query = query.where(_moves.c.alias == alias)
+        if dataset is not None:
+            query = query.where(_moves.c.dataset.in_([dataset, ""]))
         return [AliasMove(**row) for row in conn.execute(query).mappings().all()]
+
+
+def dataset_of(manifest: dict[str, Any]) -> str:
+    """The dataset a run trained on: the name its manifest records, or (a manifest written before names
+    were recorded) the name its data settings give."""
+    named = (manifest.get("dataset") or {}).get("name")
+    if named:
+        return str(named)
+    data = (manifest.get("config") or {}).get("data")
+    if not isinstance(data, dict):
+        raise RegistryError(f"the manifest of run {manifest.get('run_id')} names no dataset")
+    try:
+        return DataConfig.model_validate(data).dataset_name()
+    except ValueError:  # settings of an older release that no longer validate: read what they hold
+        known = {k: v for k, v in data.items() if k in DataConfig.model_fields}
+        return DataConfig.model_construct(**known).dataset_name()
+
+
+def _datasets(conn: Connection) -> list[str]:
+    rows = conn.execute(select(_versions.c.dataset).distinct().order_by(_versions.c.dataset))
+    return [str(d) for d in rows.scalars().all()]
+
+
+def _sole_dataset(conn: Connection) -> str | None:
+    """The dataset when the registry holds versions of one only (None when it holds none). Callers that
+    name no dataset are refused once there are several: which champion they meant cannot be guessed."""
+    held = _datasets(conn)
+    if len(held) > 1:
+        raise RegistryError(
+            f"the registry holds models of {len(held)} datasets ({', '.join(held)}): name one "
+            "(data.name, or the data settings it was trained with)"
+        )
+    return held[0] if held else None
+
+
+def _of(dataset: str | None) -> str:
+    return f" of dataset {dataset}" if dataset else ""
 
 
 @dataclass(frozen=True)
@@ -561,17 +683,18 @@ class Rebuilt:
 
     versions: int
     decisions: int
-    champion: int | None
-    challenger: int | None
+    champions: dict[str, int]  # dataset -> version
+    challengers: dict[str, int]
     unrecorded: list[str]  # runs with a manifest but no registration record (older, or promotion off)
 
 
 def rebuild_from_store(url: str, store: ArtifactStore, actor: str) -> Rebuilt:
     """Fill an empty (or damaged: tables lost) registry from the store's runs, oldest first.
 
-    Each run's status names the version it registered or reused, the decision stored about it and whether it
-    was promoted: versions come back with their numbers and metrics, decisions from their stored records, and
-    the aliases as those decisions moved them. Moves made by hand (`models promote`, `rollback`), the times
+    Each run's status names the version it registered or reused, the decision stored about it, whether it
+    was promoted and the model refit to serve it: versions come back with their numbers, datasets, metrics
+    and serving models, decisions from their stored records, and each dataset's aliases as those decisions
+    moved them. Moves made by hand (`models promote`, `rollback`), the times
     of the original moves and the drift acknowledgements were never in the store: the history says it was
     rebuilt, each row names the run it came from. Refuses a registry that is whole and holds versions.
     """
@@ -596,7 +719,7 @@ def rebuild_from_store(url: str, store: ArtifactStore, actor: str) -> Rebuilt:
     source = f"rebuilt from the store {store.uri_of('')}"
     unrecorded, decisions = [], 0
     with registry._locked() as conn:
-        registry._log(conn, NO_ALIAS, REBUILT, None, None, actor, f"{source}: {len(manifests)} runs")
+        registry._log(conn, "", NO_ALIAS, REBUILT, None, None, actor, f"{source}: {len(manifests)} runs")
         for manifest in manifests:
             noted = (manifest["status"] or {}).get("registry", {})
             if "version" not in noted:
@@ -610,9 +733,10 @@ def rebuild_from_store(url: str, store: ArtifactStore, actor: str) -> Rebuilt:
                     "(SELECT COALESCE(MAX(version), 1) FROM model_versions))"
                 )
             )
-        held = registry._all_aliases(conn)
+        held = conn.execute(select(_aliases.c.dataset, _aliases.c.alias, _aliases.c.version)).all()
         registry._log(
             conn,
+            "",
             NO_ALIAS,
             REBUILT,
             None,
@@ -624,8 +748,8 @@ def rebuild_from_store(url: str, store: ArtifactStore, actor: str) -> Rebuilt:
     return Rebuilt(
         versions=len(registry.versions()),
         decisions=decisions,
-        champion=held.get(CHAMPION),
-        challenger=held.get(CHALLENGER),
+        champions={d: v for d, a, v in held if a == CHAMPION},
+        challengers={d: v for d, a, v in held if a == CHALLENGER},
         unrecorded=unrecorded,
     )
 
@@ -638,7 +762,8 @@ def _replay(
     noted: dict[str, Any],
     actor: str,
 ) -> int:
-    """Put back what one run did to the registry (version, decision, promotion); returns decisions added."""
+    """Put back what one run did to the registry (version, decision, promotion, serving model); returns the
+    decisions added."""
     run_id, version, at = manifest["run_id"], int(noted["version"]), manifest["finished_at"]
     known = conn.execute(select(_versions.c.version).where(_versions.c.version == version)).first()
     if known is None:
@@ -649,9 +774,16 @@ def _replay(
         }
         row = _version_row({**stored, "outputs": outputs}, f"run {run_id}")
         conn.execute(insert(_versions).values(**{**row, "version": version, "created_at": at}))
-        registry._move(conn, CHALLENGER, version, REBUILT, actor, f"run {run_id} registered it ({at})", None)
+        dataset = row["dataset"]
+        reason = f"run {run_id} registered it ({at})"
+        registry._move(conn, dataset, CHALLENGER, version, REBUILT, actor, reason, None)
     else:
-        registry._log(conn, NO_ALIAS, "reuse", None, version, actor, f"run {run_id} reused it ({at})")
+        dataset = registry._dataset_of(conn, version)
+        reason = f"run {run_id} reused it ({at})"
+        registry._log(conn, dataset, NO_ALIAS, "reuse", None, version, actor, reason)
+    if "serving" in noted:
+        served = json.dumps(noted["serving"], sort_keys=True)
+        conn.execute(update(_versions).where(_versions.c.version == version).values(serving=served))
     added = 0
     if "decision" in noted:
         ref = ArtifactRef(**noted["decision"])
@@ -667,13 +799,14 @@ def _replay(
         conn.execute(insert(_decisions).values(**row))
         added = 1
     if noted.get("promoted"):
-        held = registry._all_aliases(conn)
+        held = registry._aliases_in(conn, dataset)
         if held.get(CHAMPION) != version:
             reason = f"run {run_id} promoted it ({at})"
             decision_id = noted.get("decision", {}).get("id")
-            registry._move(conn, CHAMPION, version, REBUILT, actor, reason, decision_id)
+            registry._move(conn, dataset, CHAMPION, version, REBUILT, actor, reason, decision_id)
         if held.get(CHALLENGER) == version:
-            registry._move(conn, CHALLENGER, None, REBUILT, actor, f"promoted to {CHAMPION}", None)
+            cleared = f"promoted to {CHAMPION}"
+            registry._move(conn, dataset, CHALLENGER, None, REBUILT, actor, cleared, None)
     return added
 
 
@@ -703,7 +836,12 @@ def _refuse_lost_tables(engine: Engine, url: str) -> None:
         missing = sorted(ours - present)
         if not missing or not present:
             return
-        filled = [t for t in sorted(present) if conn.execute(select(_metadata.tables[t]).limit(1)).first()]
+        # Without naming columns: an older registry's tables lack some of today's.
+        filled = [
+            t
+            for t in sorted(present)
+            if conn.execute(select(literal_column("1")).select_from(_metadata.tables[t]).limit(1)).first()
+        ]
     if filled:
         raise RegistryDamaged(
             f"the registry {_where(url)} lost its tables {', '.join(missing)} (still holding rows in "
@@ -744,6 +882,7 @@ def _version_row(manifest: dict[str, Any], actor: str) -> dict[str, Any]:
         "manifest_id": manifest["outputs"]["manifest_id"],
         "manifest_uri": manifest["outputs"]["manifest"],
         "config_fingerprint": manifest["config_fingerprint"],
+        "dataset": dataset_of(manifest),
         "metrics": json.dumps(manifest["metrics"], sort_keys=True),
         "artifacts": json.dumps(
             {k: artifacts[k] for k in ("model", "snapshot", "train", "test", "metrics_per_user")},
@@ -768,6 +907,7 @@ def _version(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
     values = dict(row)
     values["metrics"] = json.loads(values["metrics"])
     values["artifacts"] = json.loads(values["artifacts"])
+    values["serving"] = json.loads(values["serving"]) if values["serving"] else None
     return ModelVersion(**values, aliases=aliases)
 
 
@@ -802,6 +942,78 @@ def _create_schema(engine: Engine) -> None:
         except (IntegrityError, OperationalError, ProgrammingError):
             continue
     _metadata.create_all(engine, checkfirst=True)
+
+
+def _upgrade_schema(engine: Engine, url: str, store: ArtifactStore | None) -> None:
+    """Upgrade a registry made before datasets had champions of their own, in one transaction under the write
+    lock (a second process opening it at once waits, then finds it done).
+
+    Its versions get the dataset their run's manifest names (or its data settings give), read from the store;
+    a version whose manifest is gone gets `unknown`. Its aliases and history rows get the dataset of the
+    version they name, so the champion stays the champion, now of its dataset.
+    """
+    with engine.connect() as conn:
+        if "dataset" in _columns(conn, _versions.name):
+            return
+    if store is None:
+        raise RegistryError(
+            f"the registry {_where(url)} predates per-dataset champions: open it with its artifact store "
+            "(any command does) to upgrade it"
+        )
+    with engine.begin() as conn:
+        conn.execute(update(_lock).where(_lock.c.id == 1).values(moves=_lock.c.moves + 1))
+        if "dataset" in _columns(conn, _versions.name):
+            return  # another process upgraded it while this one waited for the lock
+        for statement in (
+            "ALTER TABLE model_versions ADD COLUMN dataset VARCHAR(64) DEFAULT '' NOT NULL",
+            "ALTER TABLE model_versions ADD COLUMN serving TEXT",
+            "ALTER TABLE alias_moves ADD COLUMN dataset VARCHAR(64) DEFAULT '' NOT NULL",
+        ):
+            conn.execute(text(statement))
+        rows = conn.execute(select(_versions.c.version, _versions.c.run_id, _versions.c.manifest_uri)).all()
+        named = {version: _stored_dataset(store, run_id, uri) for version, run_id, uri in rows}
+        for version, dataset in named.items():
+            conn.execute(update(_versions).where(_versions.c.version == version).values(dataset=dataset))
+        # The alias table's key gains the dataset: recreated, its rows carried over.
+        held = conn.execute(text("SELECT alias, version, moved_at FROM aliases")).all()
+        conn.execute(text("DROP TABLE aliases"))
+        _aliases.create(conn)
+        for alias, version, moved_at in held:
+            row = {"dataset": named[version], "alias": alias, "version": version, "moved_at": moved_at}
+            conn.execute(insert(_aliases).values(**row))
+        named_version = func.coalesce(_moves.c.to_version, _moves.c.from_version)
+        of_version = select(_versions.c.dataset).where(_versions.c.version == named_version)
+        conn.execute(
+            update(_moves)
+            .where(named_version.is_not(None))
+            .values(dataset=func.coalesce(of_version.scalar_subquery(), ""))
+        )
+        counts = {d: list(named.values()).count(d) for d in sorted(set(named.values()))}
+        note = ", ".join(f"{d}: {n} versions" for d, n in counts.items()) or "no versions"
+        conn.execute(
+            insert(_moves).values(
+                at=_now(),
+                dataset="",
+                alias=NO_ALIAS,
+                action=UPGRADED,
+                actor=default_actor(),
+                reason=f"champions kept per dataset; datasets from the runs' manifests ({note})",
+            )
+        )
+
+
+def _columns(conn: Connection, table: str) -> set[str]:
+    return {c["name"] for c in inspect_schema(conn).get_columns(table)}
+
+
+def _stored_dataset(store: ArtifactStore, run_id: str, manifest_uri: str) -> str:
+    """The dataset of the run that registered a version, from its manifest in the store."""
+    for where in (f"runs/{run_id}/{runs.MANIFEST_NAME}", manifest_uri):
+        try:
+            return dataset_of(json.loads(store.read_text(store.relative(where))))
+        except (OSError, ValueError, RegistryError):
+            continue
+    return UNKNOWN_DATASET
 
 
 def _now() -> str:
