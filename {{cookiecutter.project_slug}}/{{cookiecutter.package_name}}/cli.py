@@ -144,18 +144,25 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override one setting, e.g. --set model.ease.l2=500 (repeatable)."),
 ]
+# The data interface of `run`, `benchmark`, `ingest` and `simulate`: the same options, meaning the same.
+SourceOption = Annotated[
+    str | None,
+    typer.Option(help="Data source: synthetic, movielens, file or snapshot [data.source]."),
+]
+PathOption = Annotated[
+    Path | None,
+    typer.Option(help="MovieLens directory, or a data file (any name) or directory of them [data.path]."),
+]
 
 
 @app.command()
 def run(
     config: ConfigOption = None,
-    source: Annotated[
-        str | None, typer.Option(help="Data source: synthetic, movielens, file or snapshot.")
+    source: SourceOption = None,
+    path: PathOption = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model to train: popularity, itemknn, ease, bpr or ials.")
     ] = None,
-    path: Annotated[
-        Path | None, typer.Option(help="MovieLens directory, or a CSV/Parquet file or directory.")
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="Model to train: popularity, ease or bpr.")] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for data generation, splitting and training.")
     ] = None,
@@ -164,15 +171,13 @@ def run(
 ) -> None:
     """Run the whole pipeline (ingest, validate, train, evaluate, record) and print a summary."""
     overrides = _cli_overrides(source=source, path=path, model=model, seed=seed, pairs=set_ or [])
-    settings = _load(config, overrides)
+    settings = _checked_data(_load(config, overrides))
     if tag:
         settings = settings.model_copy(update={"tags": {**settings.tags, **_tags(tag)}})
-    if settings.data.source in ("movielens", "file") and not Path(settings.data.path or "").exists():
-        _fail(f"data path does not exist: {settings.data.path}", code=2)
 
     console.print(
-        f"[bold]{PACKAGE}[/] pipeline: source={settings.data.source} model={settings.model.name} "
-        f"config={settings.fingerprint()[:12]}"
+        f"[bold]{PACKAGE}[/] pipeline: dataset {settings.data.dataset_name()} "
+        f"(source={settings.data.source}) model={settings.model.name} config={settings.fingerprint()[:12]}"
     )
     state = _run_pipeline(settings)
     if not state.is_completed():
@@ -351,16 +356,38 @@ def ingest(
     path: Annotated[
         Path | None,
         typer.Option(
-            help="One batch file to ingest (default: all in the landing zone); from elsewhere, a copy."
+            help="One batch file to ingest, laid out as data.* says (default: all in the landing zone); "
+            "from elsewhere, a copy; with --source movielens, a MovieLens directory."
         ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="file (a batch in the data.* layout) or movielens (its ratings file) [file]."),
     ] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
     """Take new batch files into the current snapshot; refuse bad ones into quarantine, with reasons."""
-    settings = _load(config, _cli_overrides(pairs=set_ or []))
-    if path is not None and not path.is_file():
-        _fail(f"batch file does not exist: {path}", code=2)
+    from .data import sources
+
+    overrides = _cli_overrides(pairs=set_ or [])
+    if source not in (None, "file", "movielens"):
+        _fail(f"--source {source}: ingest takes files (file or movielens)", code=2)
+    if path is not None and not path.exists():
+        _fail(f"--path {path}: no such file", code=2)
+    if source == "movielens" and path is not None:
+        try:  # its ratings file, landed as a batch read with MovieLens' layout
+            path, layout = sources.movielens_layout(path)
+        except sources.SourceError as exc:
+            _fail(f"data.path: {exc}", code=2)
+        overrides = deep_merge(overrides, {"data": layout})
+    elif path is not None and not path.is_file():
+        _fail(f"--path {path}: not a file (a batch is one file)", code=2)
+    settings = _load(config, overrides)
+    if path is not None:
+        from . import preflight
+
+        _report_preflight(preflight.check_file(path, settings))
     from .artifacts.landing import LandingZone
 
     zone = LandingZone(settings.ingest)
@@ -429,8 +456,12 @@ def quarantine(
 
 @app.command()
 def benchmark(
-    data: Annotated[str, typer.Option(help="A MovieLens directory, or `synthetic`.")],
     out: Annotated[Path, typer.Option(help="JSON file to write; PNG plots go beside it.")],
+    source: SourceOption = None,
+    path: PathOption = None,
+    data: Annotated[
+        str | None, typer.Option(hidden=True, help="Older spelling: a MovieLens directory, or `synthetic`.")
+    ] = None,
     protocol: Annotated[
         str, typer.Option(help="random-80-20, temporal-80-20, leave-last-out, ...")
     ] = "random-80-20",
@@ -444,27 +475,40 @@ def benchmark(
     """Train and evaluate models under one protocol: metrics with 95% intervals, timings, memory, plots."""
     from . import benchmark as bench
     from .data import sources
-    from .settings import DataConfig
+    from .data.split import NEEDS_TIME
 
-    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    if data is not None and source is None and path is None:
+        source, path = ("synthetic", None) if data == "synthetic" else ("movielens", Path(data))
+    overrides = _cli_overrides(source=source, path=path, seed=seed, pairs=set_ or [])
+    settings = _load(config, overrides)
     names = [m.strip() for m in models.split(",") if m.strip()]
     unknown = sorted(set(names) - set(type(settings.model).model_fields) - {"name"})
     if unknown or not names:
         _fail(f"unknown model(s) {unknown}; choose from popularity, itemknn, ease, bpr, ials", code=2)
     if protocol not in bench.PROTOCOLS:
         _fail(f"unknown protocol {protocol!r}; choose one of {sorted(bench.PROTOCOLS)}", code=2)
-    if data != "synthetic" and not Path(data).is_dir():
-        _fail(f"data directory does not exist: {data}", code=2)
-    source = (
-        DataConfig(source="synthetic") if data == "synthetic" else DataConfig(source="movielens", path=data)
-    )
-    frame = sources.load(source, seed)
+    if settings.data.source == "snapshot":
+        _fail("benchmark reads a dataset: --source synthetic, movielens or file", code=2)
+    chosen = bench.PROTOCOLS[protocol]
+    if (
+        settings.data.source == "file"
+        and settings.data.columns.timestamp is None
+        and chosen.strategy in NEEDS_TIME
+    ):
+        _fail(
+            f"--protocol {protocol} needs event times and data.columns.timestamp is null: use --protocol "
+            "random-80-20 or user-random-80-20",
+            code=2,
+        )
+    settings = _checked_data(settings, chosen)
+    frame = sources.load(settings.data, seed)
     results = bench.run_benchmark(frame, protocol, names, seed, settings.model)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     plots = bench.plot(results, str(out.with_suffix("")))
 
-    table = Table(title=f"{data} · {protocol} · seed {seed} · {results['interactions']:,} interactions")
+    rows = results["interactions"]
+    table = Table(title=f"{settings.data.dataset_name()} · {protocol} · seed {seed} · {rows:,} interactions")
     for column in (
         "model",
         "NDCG@10 (95% CI)",
@@ -852,8 +896,10 @@ def watch(
 
 @app.command()
 def simulate(
+    source: SourceOption = None,
+    path: PathOption = None,
     data: Annotated[
-        Path | None, typer.Option(help="A MovieLens directory to replay (default: the synthetic data).")
+        Path | None, typer.Option(hidden=True, help="Older spelling of --source movielens --path DIR.")
     ] = None,
     batches: Annotated[int, typer.Option(min=3, help="Batches after the initial load.")] = 4,
     config: ConfigOption = None,
@@ -865,14 +911,12 @@ def simulate(
     a retrain; a corrupt batch is quarantined while the champion keeps serving. Starts a temporary Prefect
     server unless PREFECT_API_URL is set, and `serve` against it; stops both at the end.
     """
-    overrides = _cli_overrides(pairs=set_ or [])
-    if data is not None:
-        if not data.exists():
-            _fail(f"data path does not exist: {data}", code=2)
-        overrides = deep_merge(overrides, {"data": {"source": "movielens", "path": str(data)}})
-    settings = _load(config, overrides)
+    if data is not None and source is None and path is None:
+        source, path = "movielens", data
+    settings = _load(config, _cli_overrides(source=source, path=path, pairs=set_ or []))
     if settings.data.source == "snapshot":
-        _fail("simulate replays a dataset: use --data or data.source synthetic/movielens/file", code=2)
+        _fail("simulate replays a dataset: --source synthetic, movielens or file", code=2)
+    settings = _checked_data(settings)
     _quiet_defaults()
     import time
 
@@ -997,6 +1041,24 @@ def _load(config: list[Path] | None, overrides: dict[str, Any]) -> Settings:
     return settings
 
 
+def _checked_data(settings: Settings, split: Any = None) -> Settings:
+    """`settings` once its data passed the preflight (before any server or flow starts); else one line per
+    problem, naming the setting to change, and exit 2."""
+    from . import preflight
+
+    _report_preflight(preflight.check(settings, split))
+    return settings
+
+
+def _report_preflight(found: Any) -> None:
+    for warning in found.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True, highlight=False)
+    for problem in found.problems[:-1]:
+        err.print(f"[red]error:[/] {escape(problem)}", soft_wrap=True, highlight=False)
+    if found.problems:
+        _fail(found.problems[-1], code=2)
+
+
 def _quiet_defaults() -> None:
     for key, value in _QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -1082,8 +1144,11 @@ def _task_states(tasks: dict[str, dict[str, Any]]) -> str:
 
 
 def _print_summary(summary: dict[str, Any], store: ArtifactStore) -> None:
+    from .report import metrics_caveat
+
     data, outputs = summary["dataset"], summary["outputs"]
-    table = Table(title=f"{summary['model']} on {data['source']} dataset {data['id'][:12]}")
+    named = data.get("name", data["source"])
+    table = Table(title=f"{summary['model']} on dataset {named} ({data['source']}, {data['id'][:12]})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("95% interval", justify="right")
@@ -1102,6 +1167,9 @@ def _print_summary(summary: dict[str, Any], store: ArtifactStore) -> None:
         f"store:    {outputs['store']}",
         soft_wrap=True,  # keep URIs whole (copyable) whatever the terminal width
     )
+    caveat = metrics_caveat(summary)
+    if caveat:
+        err.print(f"[yellow]warning:[/] {escape(caveat)}", soft_wrap=True, highlight=False)
     promotion = summary.get("promotion")
     if promotion and promotion.get("decided_before"):  # the same model on the same data: nothing judged
         console.print(f"model {promotion['summary']}", soft_wrap=True, highlight=False)

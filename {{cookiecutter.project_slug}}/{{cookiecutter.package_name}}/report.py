@@ -21,6 +21,36 @@ def describe_interactions(frame: pl.DataFrame) -> dict[str, int | None]:
     }
 
 
+# Fewer evaluable test users than this, or more than half of them skipped: the metrics are not worth much.
+FEW_USERS = 100
+
+
+def few_users_note(evaluable: int, test_users: int, strategy: str, has_time: bool) -> str | None:
+    """A warning when the metrics rest on few users, with a split that would fit; None when they do not."""
+    skipped = test_users - evaluable
+    if evaluable >= FEW_USERS and skipped <= test_users / 2:
+        return None
+    fit = (
+        "split.strategy=user-random (each user's events split 80/20) or leave-last-out"
+        if has_time
+        else "split.strategy=user-random (each user's events split 80/20)"
+    )
+    if strategy in ("user-random", "leave-last-out"):
+        fit = "more data, or split.k_core=5 to keep users with enough events"
+    return (
+        f"only {evaluable:,} test users can be evaluated ({skipped:,} of {test_users:,} have no training "
+        f"events under split {strategy}): metrics are uncertain; try {fit}"
+    )
+
+
+def metrics_caveat(summary: dict[str, Any]) -> str | None:
+    """`few_users_note` for a run's manifest (or summary): None when its metrics rest on enough users."""
+    metrics, data = summary["metrics"], summary["dataset"]
+    evaluable, skipped = int(metrics.get("users", 0)), int(metrics.get("users_skipped", 0))
+    strategy = str(summary["split"]["strategy"]).split(" ")[0]
+    return few_users_note(evaluable, evaluable + skipped, strategy, data.get("first_timestamp") is not None)
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """A short human report of one pipeline run (shown in the Prefect UI and written beside the outputs)."""
     data, split, metrics = summary["dataset"], summary["split"], summary["metrics"]
@@ -29,12 +59,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "",
         f"- model: **{summary['model']}**, seed {summary['seed']}, "
         f"config fingerprint `{summary['config_fingerprint'][:12]}`",
-        f"- dataset `{data['id'][:12]}` ({data['source']}): {data['rows']:,} interactions, "
+        f"- dataset {data.get('name', data['source'])} `{data['id'][:12]}` ({data['source']}): "
+        f"{data['rows']:,} interactions, "
         f"{data['users']:,} users, {data['items']:,} items",
         f"- split {split['strategy']}: {split['train_rows']:,} train / {split['test_rows']:,} test events",
         f"- evaluated users: {int(metrics.get('users', 0)):,} (skipped, unseen in training: "
         f"{int(metrics.get('users_skipped', 0)):,})",
         f"- validation: {summary['validation']}",
+        *(["", f"> **Caution:** {caveat}"] if (caveat := metrics_caveat(summary)) else []),
         "",
         "| metric | value | 95% interval |",
         "| --- | --- | --- |",

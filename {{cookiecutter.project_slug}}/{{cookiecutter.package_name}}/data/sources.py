@@ -22,6 +22,7 @@ import io
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -36,6 +37,7 @@ class SourceError(ValueError):
 
 
 MOVIELENS_FILES = ("u.data", "ratings.dat", "ratings.csv")
+_POSITIONS = {"user_id": 0, "item_id": 1, "rating": 2, "timestamp": 3}
 # The files a directory given as `data.path` contributes (a single file given by name may have any suffix).
 DIRECTORY_SUFFIXES = (".csv", ".tsv", ".dat", ".parquet", ".pq")
 # Stands in for a separator of several characters, which polars' reader cannot split on.
@@ -76,23 +78,29 @@ def _sha256(file: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def read_movielens(path: Path) -> pl.DataFrame:
+# How each MovieLens ratings file is laid out, as data settings: `ingest --source movielens` lands the file as
+# a batch read with these, and `read_movielens` reads it with them.
+MOVIELENS_LAYOUTS: dict[str, dict[str, Any]] = {
+    "u.data": {"csv_separator": "\t", "has_header": False, "columns": _POSITIONS},
+    "ratings.dat": {"csv_separator": "::", "has_header": False, "columns": _POSITIONS},
+    "ratings.csv": {
+        "csv_separator": ",",
+        "has_header": True,
+        "columns": {"user_id": "userId", "item_id": "movieId", "timestamp": "timestamp", "rating": "rating"},
+    },
+}
+
+
+def movielens_layout(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The ratings file of a MovieLens directory (or file) and the data settings that read it as a file."""
     file = _movielens_file(path)
-    try:
-        if file.name == "u.data":
-            raw = pl.read_csv(file, separator="\t", has_header=False, infer_schema=False)
-            raw = _positional(raw, file, 4)
-        elif file.name == "ratings.dat":
-            # `::`-separated; splitting on ':' yields empty columns between the fields.
-            raw = pl.read_csv(file, separator=":", has_header=False, infer_schema=False)
-            raw = _positional(raw.select(raw.columns[::2]), file, 4)
-        else:
-            raw = pl.read_csv(file, infer_schema=False).rename(
-                {"userId": "user_id", "movieId": "item_id"}, strict=False
-            )
-    except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"{file}: cannot be read as MovieLens {file.name}: {exc}") from exc
-    return schema.conform(raw, str(file))
+    layout = {"format": "csv", "timestamp_unit": "s", **MOVIELENS_LAYOUTS[file.name]}
+    return file, layout
+
+
+def read_movielens(path: Path) -> pl.DataFrame:
+    file, layout = movielens_layout(path)
+    return _read_one(file, DataConfig(source="file", path=file, **layout))
 
 
 def read_files(path: Path, cfg: DataConfig) -> pl.DataFrame:
@@ -253,14 +261,6 @@ def _not_snapshot(cfg: DataConfig) -> None:
         raise SourceError(
             "the current snapshot lives in the artifact store: the pipeline reads it, not a source"
         )
-
-
-def _positional(raw: pl.DataFrame, file: Path, width: int) -> pl.DataFrame:
-    if raw.width != width:
-        raise SourceError(
-            f"{file}: expected {width} fields per line (user, item, rating, timestamp), got {raw.width}"
-        )
-    return raw.rename(dict(zip(raw.columns, ("user_id", "item_id", "rating", "timestamp"), strict=True)))
 
 
 def _existing(path: Path | None) -> Path:
