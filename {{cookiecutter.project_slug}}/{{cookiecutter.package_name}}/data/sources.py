@@ -165,6 +165,11 @@ def column_mapping(raw: pl.DataFrame, cfg: DataConfig, file: Path) -> dict[str, 
 
     Every error names the setting to change and what the file holds instead.
     """
+    if cfg.has_header and raw.width > 1 and all(_is_number(name) for name in raw.columns):
+        raise SourceError(
+            f"{file}: its first line is {raw.width} numbers, not names: a file without a header needs "
+            "data.has_header=false (and data.columns.* as positions)"
+        )
     mapping: dict[str, str] = {}
     for target, wanted in cfg.columns.model_dump().items():
         if wanted is None:
@@ -175,14 +180,24 @@ def column_mapping(raw: pl.DataFrame, cfg: DataConfig, file: Path) -> dict[str, 
                     f"{file}: data.columns.{target}={wanted} but the file has {raw.width} column(s) "
                     f"(positions 0-{raw.width - 1}){_separator_hint(raw, cfg)}"
                 )
-            mapping[raw.columns[wanted]] = target
+            source = raw.columns[wanted]
         elif wanted in raw.columns:
-            mapping[wanted] = target
+            source = wanted
         elif target == "rating" and wanted == "rating":
             continue  # the default name of an optional column: data without ratings needs no setting
         else:
             raise SourceError(f"{file}: data.columns.{target}={wanted!r} is not a column; {_found(raw, cfg)}")
+        if source in mapping:
+            raise SourceError(
+                f"{file}: data.columns.{target} and data.columns.{mapping[source]} name the same column "
+                f"({wanted!r}): each contract column needs its own"
+            )
+        mapping[source] = target
     return mapping
+
+
+def _is_number(text: str) -> bool:
+    return text.strip().lstrip("-").replace(".", "", 1).isdigit()
 
 
 def _found(raw: pl.DataFrame, cfg: DataConfig) -> str:
@@ -192,8 +207,6 @@ def _found(raw: pl.DataFrame, cfg: DataConfig) -> str:
     known = _named(cfg) | {*schema.DTYPES, "userId", "itemId", "movieId"}
     if raw.width == 1:
         return f"the file has a single column{_separator_hint(raw, cfg)}"
-    if all(name.strip().lstrip("-").replace(".", "", 1).isdigit() for name in names):
-        return f"its first line is {raw.width} numbers, not names (set data.has_header=false and positions)"
     if known & set(names):
         return f"its columns are {names}"
     return f"it has {raw.width} column(s), none of them named like interactions"
