@@ -15,7 +15,7 @@ DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 def _benchmark(out: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(
         app,
-        ["benchmark", "--data", "synthetic", "--out", str(out), "--config", str(DEFAULT), *args],
+        ["benchmark", "--source", "synthetic", "--out", str(out), "--config", str(DEFAULT), *args],
         env={"COLUMNS": "200"},
     )
     return result.exit_code, result.output
