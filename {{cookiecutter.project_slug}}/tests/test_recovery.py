@@ -173,6 +173,8 @@ def test_a_lost_registry_is_refused_reported_and_rebuilt_from_the_store(
     url = registry_url(settings.registry, settings.storage)
     before = open_registry(settings.registry, settings.storage)
     versions = [(v.version, v.model_id, v.aliases) for v in before.versions()]
+    serving = [v.serving for v in before.versions()]
+    assert all(serving)  # both were champions, so both were refit
     decisions = [(d.version, d.promoted, d.decision_id) for d in before.decisions()]
     before.engine.dispose()
     path = root / "registry.sqlite"
@@ -190,9 +192,12 @@ def test_a_lost_registry_is_refused_reported_and_rebuilt_from_the_store(
     assert registry_problems(url, store) == [message]
 
     rebuilt = rebuild_from_store(url, store, actor="test")
-    assert (rebuilt.versions, rebuilt.decisions, rebuilt.champion, rebuilt.unrecorded) == (2, 2, 2, [])
+    assert (rebuilt.versions, rebuilt.decisions, rebuilt.unrecorded) == (2, 2, [])
+    assert rebuilt.champions == {"synthetic": 2} and rebuilt.challengers == {}
     registry = open_registry(settings.registry, settings.storage)
     assert [(v.version, v.model_id, v.aliases) for v in registry.versions()] == versions
+    # The serving refits come back too (the runs' statuses noted them).
+    assert [v.serving for v in registry.versions()] == serving
     assert [(d.version, d.promoted, d.decision_id) for d in registry.decisions()] == decisions
     history = registry.history()
     assert history[0].action == history[-1].action == REBUILT and "not kept there" in history[-1].reason

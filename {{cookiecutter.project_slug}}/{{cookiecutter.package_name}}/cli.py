@@ -761,7 +761,10 @@ def recommend(
     recs = catalogue.with_titles(recs, catalogue.item_titles(settings.data))
     role = ", ".join(held.aliases) or "version"
     served = "refit on the whole snapshot" if held.serving else "trained on its train split"
-    table = Table(title=f"dataset {dataset}: {role} v{held.version} ({held.model_name}, {served}), top-{k}")
+    # Said above the table, not as its title: a title wraps to the table's width.
+    header = f"dataset {dataset}: {role} v{held.version} ({held.model_name}, {served}), top-{k}"
+    console.print(header, soft_wrap=True, highlight=False)
+    table = Table()
     columns = ["user", "rank", "item", *(["title"] if "title" in recs.columns else []), "score"]
     for column in columns:
         table.add_column(column, justify="left" if column == "title" else "right")
