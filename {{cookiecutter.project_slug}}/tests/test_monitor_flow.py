@@ -48,6 +48,7 @@ def _champion(settings: Settings, model: str) -> int:
     manifest = {
         "run_id": uuid.uuid4().hex,
         "model": model,
+        "dataset": {"name": settings.data.dataset_name()},  # the monitor watches this dataset's champion
         "config_fingerprint": "f" * 64,
         "metrics": {"ndcg@10": 0.0},  # no decay: drift alone decides
         "artifacts": {"model": model_ref, **frames},

@@ -198,7 +198,8 @@ def test_ml100k_serves_unseen_items_with_titles(tmp_path: Path, ml100k: Path) ->
     assert frame.get_column("user_id").n_unique() == 943 and _seen(frame, snapshot).height == 0
     assert batch["titles"] and frame.get_column("title").null_count() == 0
 
-    shown = _cli("recommend", "--user", "1", "-k", "10", *_sets(data))
+    where = ["--source", "movielens", "--path", str(ml100k), *_sets(data[2:])]  # as `run` takes them
+    shown = _cli("recommend", "--user", "1", "-k", "10", *where)
     assert shown.exit_code == 0, shown.output
     assert "dataset ml-100k: champion v1 (ease, refit on the whole snapshot)" in shown.output
     titles = item_titles(settings.data)

@@ -724,13 +724,16 @@ def recommend(
     ] = False,
     out: Annotated[Path | None, typer.Option(help="With --all: also copy the Parquet file here.")] = None,
     version: Annotated[str, typer.Option(help="Registry version or alias to serve from.")] = "champion",
+    source: SourceOption = None,
+    path: PathOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
     """Top-k unseen items from the configured dataset's champion, with titles where the dataset has a
     catalogue; a user the model does not know gets the snapshot's most popular items. Reads only the
-    registry, the artifact store and the catalogue."""
-    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    registry, the artifact store and the catalogue. The dataset is the one --source/--path, --config and
+    --set data.* describe, as for `run`."""
+    settings = _load(config, _cli_overrides(source=source, path=path, pairs=set_ or []))
     dataset = settings.data.dataset_name()
     if all_users:
         batch_recommend = load_entrypoint("flows/recommend.py:batch_recommend")
@@ -792,10 +795,15 @@ def recommend(
 
 
 @app.command()
-def monitor(config: ConfigOption = None, set_: SetOption = None) -> None:
+def monitor(
+    source: SourceOption = None,
+    path: PathOption = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
     """Check the configured dataset's champion for drift and decay now (the `monitor` flow); exit 1 when it
     drifted."""
-    settings = _load(config, _cli_overrides(pairs=set_ or []))
+    settings = _load(config, _cli_overrides(source=source, path=path, pairs=set_ or []))
     monitor_flow = load_entrypoint("flows/monitor.py:monitor")
 
     state = monitor_flow(settings.resolved(), return_state=True)
