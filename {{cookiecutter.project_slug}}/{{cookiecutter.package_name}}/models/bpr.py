@@ -4,6 +4,11 @@ Negatives are drawn uniformly from the catalogue with the explicit generator (a 
 a positive is kept: rare, and the standard simplification). Training stops early when a sampled hit rate on
 held-out pairs has not improved for `patience` epochs, keeping the best epoch's weights. Everything random
 goes through that generator, so the same seed gives the same weights on CPU.
+
+Training is Adam on the mean loss of each batch, with the gradient written out by hand: user and item factors
+live in one table, so a batch is one gather of its 3 x batch rows, a few passes over them, and one
+`index_add_` of their gradients (deterministic on CPU) before the fused Adam step. Autograd's indexing
+backward and a fresh tensor per operation cost several times that step.
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ class BPR(Recommender):
     def _fit(self, generator: torch.Generator) -> None:
         cfg = self.config
         users, items = self.user_pairs()
-        self.user_factors = torch.nn.Parameter(
-            torch.randn(self.n_users, cfg.factors, generator=generator) * 0.1
+        # Rows 0..n_users-1 are the users, the items follow; the users' bias stays 0 (its gradient is 0).
+        factors = torch.cat(
+            [
+                torch.randn(self.n_users, cfg.factors, generator=generator) * 0.1,
+                torch.randn(self.n_items, cfg.factors, generator=generator) * 0.1,
+            ]
         )
-        self.item_factors = torch.nn.Parameter(
-            torch.randn(self.n_items, cfg.factors, generator=generator) * 0.1
-        )
-        self.item_bias = torch.nn.Parameter(torch.zeros(self.n_items))
-        parameters = [self.user_factors, self.item_factors, self.item_bias]
+        bias = torch.zeros(self.n_users + self.n_items)
+        parameters = [factors, bias]
+        for parameter in parameters:
+            parameter.grad = torch.zeros_like(parameter)
         optimizer = torch.optim.Adam(parameters, lr=cfg.learning_rate, fused=True)  # one kernel per step
+        self._use(factors, bias)
         # Early stopping: a seeded share of the pairs (with fixed negatives) is held out to score each epoch.
         held_out = int(users.numel() * cfg.validation_fraction) if cfg.patience else 0
         shuffled = torch.randperm(users.numel(), generator=generator)
@@ -46,22 +55,16 @@ class BPR(Recommender):
         for _ in range(cfg.epochs):
             order = fit_pairs[torch.randperm(fit_pairs.numel(), generator=generator)]
             negatives = torch.randint(0, self.n_items, (order.numel(),), generator=generator)
-            total = torch.zeros((), dtype=torch.float64)
-            for start in range(0, order.numel(), cfg.batch_size):
-                batch = order[start : start + cfg.batch_size]
-                loss = self._loss(users[batch], items[batch], negatives[start : start + cfg.batch_size])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach() * batch.numel()
+            rows = torch.stack([users[order], items[order] + self.n_users, negatives + self.n_users])
+            loss = self._epoch(optimizer, factors, bias, rows)
             if not held_out:
-                self._end_epoch(cfg.epochs, loss=float(total) / order.numel())
+                self._end_epoch(cfg.epochs, loss=loss)
                 continue
             checked = self._sampled_hit_rate(users[check_pairs], items[check_pairs], check_negatives)
-            self._end_epoch(cfg.epochs, loss=float(total) / order.numel(), validation_hr10=checked)
+            self._end_epoch(cfg.epochs, loss=loss, validation_hr10=checked)
             if checked > best:
                 best, stale = checked, 0
-                best_state = [p.detach().clone() for p in parameters]
+                best_state = [p.clone() for p in parameters]
             else:
                 stale += 1
                 if stale >= cfg.patience:
@@ -70,9 +73,56 @@ class BPR(Recommender):
                     break
         if best_state is not None:
             for parameter, value in zip(parameters, best_state, strict=True):
-                parameter.data.copy_(value)
-        for parameter in parameters:
-            parameter.requires_grad_(False)
+                parameter.copy_(value)
+        self._use(factors.clone(), bias.clone())  # own storage each: a saved model holds no shared tensors
+
+    def _use(self, factors: torch.Tensor, bias: torch.Tensor) -> None:
+        """Point the model's tensors at the training table (views), so checkpoints see the current weights."""
+        self.user_factors, self.item_factors = factors[: self.n_users], factors[self.n_users :]
+        self.item_bias = bias[self.n_users :]
+
+    def _epoch(
+        self,
+        optimizer: torch.optim.Optimizer,
+        factors: torch.Tensor,
+        bias: torch.Tensor,
+        triples: torch.Tensor,
+    ) -> float:
+        """Adam steps over `triples` (3 x n rows of the table: user, positive, negative) in batches.
+
+        Returns the mean loss per triple, the batch losses weighted by batch size. Every buffer is allocated
+        once: fresh tensors of a few MB per operation cost page faults on every step.
+        """
+        cfg = self.config
+        factor_grad, bias_grad = factors.grad, bias.grad
+        assert factor_grad is not None and bias_grad is not None
+        n = triples.shape[1]
+        width = min(cfg.batch_size, n)
+        gathered, grad = torch.empty(3 * width, cfg.factors), torch.empty(3 * width, cfg.factors)
+        difference, product = torch.empty(width, cfg.factors), torch.empty(width, cfg.factors)
+        biases, margins, squares = torch.empty(2 * width), torch.empty(n), 0.0
+        for start in range(0, n, cfg.batch_size):
+            index = triples[:, start : start + cfg.batch_size].reshape(-1)  # users, positives, negatives
+            size = index.numel() // 3
+            rows = torch.index_select(factors, 0, index, out=gathered[: 3 * size])
+            u, p, q = rows[:size], rows[size : 2 * size], rows[2 * size :]
+            b = torch.index_select(bias, 0, index[size:], out=biases[: 2 * size])
+            diff = torch.sub(p, q, out=difference[:size])
+            margin = torch.mul(u, diff, out=product[:size]).sum(1).add_(b[:size]).sub_(b[size:])
+            margins[start : start + size] = margin
+            # loss = mean(-log sigmoid(margin)) + weight_decay * sum of the batch's squared rows / size, so
+            # d loss / d margin = -sigmoid(-margin) / size and each row adds 2 * weight_decay / size * row.
+            pull = torch.sigmoid(margin.neg_()).div_(size)
+            step = torch.mul(rows, 2.0 * cfg.weight_decay / size, out=grad[: 3 * size])
+            step[:size].addcmul_(pull[:, None], diff, value=-1.0)
+            step[size : 2 * size].addcmul_(pull[:, None], u, value=-1.0)
+            step[2 * size :].addcmul_(pull[:, None], u)
+            factor_grad.zero_().index_add_(0, index, step)
+            bias_grad.zero_().index_add_(0, index[size:], torch.cat([pull.neg(), pull]))
+            optimizer.step()
+            squares += float(torch.dot(rows.view(-1), rows.view(-1)))
+        data_loss = functional.softplus(margins.neg_()).sum(dtype=torch.float64)
+        return float(data_loss + cfg.weight_decay * squares) / n
 
     def _sampled_hit_rate(
         self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
@@ -86,12 +136,6 @@ class BPR(Recommender):
             positive = (u * self.item_factors[positives]).sum(1) + self.item_bias[positives]
             negative = torch.einsum("bf,bnf->bn", u, self.item_factors[negatives]) + self.item_bias[negatives]
             return float(((negative > positive[:, None]).sum(1) < 10).to(torch.float64).mean())
-
-    def _loss(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-        u, p, n = self.user_factors[users], self.item_factors[positives], self.item_factors[negatives]
-        margin = (u * (p - n)).sum(1) + self.item_bias[positives] - self.item_bias[negatives]
-        l2 = (u.square().sum() + p.square().sum() + n.square().sum()) / users.numel()
-        return -functional.logsigmoid(margin).mean() + self.config.weight_decay * l2
 
     def _score(self, user_index: torch.Tensor) -> torch.Tensor:
         return self.user_factors[user_index] @ self.item_factors.T + self.item_bias
