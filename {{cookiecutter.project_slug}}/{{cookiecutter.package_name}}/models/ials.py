@@ -75,7 +75,7 @@ class IALS(Recommender):
         order = torch.sort(items, stable=True).indices
         counts = torch.bincount(items, minlength=self.n_items)
         indptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
-        return indptr, users[order]
+        return indptr, users.index_select(0, order)
 
     def _solve(self, rows: torch.Tensor, fixed: torch.Tensor, pairs: _Pairs) -> torch.Tensor:
         """A few CG steps on every row's normal equations, warm-started from the current factors."""
