@@ -147,6 +147,41 @@ def test_ials_loss_decreases_and_epochs_survive_save_load(interactions: pl.DataF
     assert Recommender.load(tmp_path / "m.safetensors").epochs == model.epochs
 
 
+def test_ials_solves_are_the_normal_equations(interactions: pl.DataFrame) -> None:
+    # With twice as many CG steps as factors each solve is exact, so the last half-iteration's item factors
+    # solve the item side's weighted least squares for the final user factors (checked in float64, densely).
+    cfg = ModelConfig(
+        name="ials", ials={"iterations": 2, "factors": 4, "cg_steps": 8, "regularization": 1.0, "alpha": 10.0}
+    )
+    model = build_model(cfg).fit(interactions, 0)
+    x, y = model.user_factors.double(), model.item_factors.double()
+    seen = model.interactions(torch.arange(model.n_users)).double()
+    for item in range(model.n_items):
+        x_item = x[seen[:, item] > 0]
+        system = x.T @ x + 1.0 * torch.eye(4, dtype=torch.float64) + 10.0 * x_item.T @ x_item
+        expected = torch.linalg.solve(system, 11.0 * x_item.sum(0))
+        assert torch.allclose(y[item], expected, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("model_name", ["ials", "bpr"])
+def test_iterative_models_repeat_bit_for_bit_on_two_threads(model_name: str, tmp_path: Path) -> None:
+    # Big enough that the kernels split work across threads (BPR batches of 4,096 triples, iALS's per-row
+    # sparse products): the same seed and thread count must still give the same file.
+    from {{ cookiecutter.package_name }}.data.synthetic import generate
+    from {{ cookiecutter.package_name }}.settings import SyntheticConfig
+
+    frame = generate(SyntheticConfig(n_users=2_000, n_items=500, n_interactions=40_000), seed=3)
+    cfg = ModelConfig(name=model_name, bpr=BPRConfig(epochs=2), ials={"iterations": 3})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for run in ("a", "b"):
+            build_model(cfg).fit(frame, seed=7).save(tmp_path / f"{run}.safetensors")
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
 def test_exclude_seen_masks_exactly_the_training_items(name: str, interactions: pl.DataFrame) -> None:
     model = _fit(name, interactions)
     users = torch.arange(len(USERS))
