@@ -1,18 +1,17 @@
 """The monitor flow: is the champion's data drifting, is it decaying? Emits the drift event when so.
 
 Reads the configured dataset's champion (registry), its training data (store) and the current snapshot
-(landing pointer), runs
-`monitoring.check`, stores the result (JSON) and the Evidently reports (HTML) as artifacts, publishes a
-markdown summary and links in the Prefect UI, and emits `deploy.drift_event` when drift or decay passes a
-threshold; the `retrain` deployment listens for that event. The event goes out once per champion and
-snapshot and at most once per `deploy.drift_cooldown_minutes` (alerts.py): the registry records each one,
-and a check that finds it recorded says so instead of emitting again.
+(landing pointer), runs `monitoring.check`, stores the result (JSON) and the Evidently reports (HTML) as
+artifacts, publishes a markdown summary and links in the Prefect UI, and emits `deploy.drift_event` when
+drift or decay passes a threshold; the `retrain` deployment listens for that event. The event goes out once
+per champion and snapshot and at most once per `deploy.drift_cooldown_minutes` (alerts.py): the registry
+records each one, and a check that finds it recorded says so instead of emitting again.
 
-What is watched is the model users get: a champion refit for serving is checked as served, against the
-whole snapshot it was refit on, on the events that came after it (for the served model, the only unseen
-ones); its decay compares its primary metric there with the one its evaluated model scored on held-out
-events when it was judged, both measured on events the model had not seen. A champion without a refit
-(promoted before refits existed) is checked as before: its evaluated model against its training split.
+What is watched is the evidence the champion was promoted on: its evaluated model and its training split,
+against every event after that split (its test period and whatever arrived since), the events that model
+never saw. The refit that serves users saw the test period too, but the metrics that made the version
+champion did not: once the data moves away from what they were measured on, a retrain earns them again
+(and a shift that came with the batch that made the champion is still seen as one).
 """
 
 from __future__ import annotations
@@ -66,9 +65,8 @@ def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None
             },
         )
     label_run(f"monitor {dataset} v{champion.version} on {pointer['snapshot']['id'][:12]}", settings.tags)
-    _, model = serving.load_model(registry, store, champion.version, dataset)  # as served
-    trained_on = "snapshot" if champion.serving else "train"
-    reference = store.get_frame(ArtifactRef(**champion.artifact(trained_on)))
+    _, model = serving.load_model(registry, store, champion.version, dataset, served=False)
+    reference = store.get_frame(ArtifactRef(**champion.artifact("train")))
     snapshot = store.get_frame(ArtifactRef(**pointer["snapshot"]))
     current = monitoring.new_events(snapshot, reference)
     result = monitoring.check(
@@ -84,7 +82,7 @@ def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None
         **result.to_dict(),
         "champion": champion.version,
         "dataset": dataset,
-        "served": "refit" if champion.serving else "evaluated",
+        "served_by": "refit" if champion.serving else "evaluated model",
         "snapshot": pointer["snapshot"]["id"],
     }
     ref = store.put_json(outcome, kind="drift-check")

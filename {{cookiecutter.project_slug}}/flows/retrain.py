@@ -75,6 +75,9 @@ def _triggered(settings: Settings, trigger: str) -> Settings:
 
 
 def _on_snapshot(settings: Settings) -> Settings:
+    """The settings on the current snapshot, under the configured dataset's name: the snapshot grows from that
+    data, so its models share one champion with it (and `monitor`, configured alike, finds that champion)."""
     if current_snapshot(open_store(settings.storage)) is None:
         return settings
-    return settings.model_copy(update={"data": settings.data.model_copy(update={"source": "snapshot"})})
+    data = settings.data.model_copy(update={"source": "snapshot", "name": settings.data.dataset_name()})
+    return settings.model_copy(update={"data": data})

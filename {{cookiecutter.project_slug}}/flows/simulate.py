@@ -162,7 +162,7 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
 
 def _registry_state(settings: Settings) -> dict[str, Any]:
     registry = open_registry(settings.registry, settings.storage)
-    champion = registry.alias(CHAMPION)
+    champion = registry.alias(CHAMPION, settings.data.dataset_name())
     return {"versions": len(registry.versions()), "champion": champion.version if champion else None}
 
 

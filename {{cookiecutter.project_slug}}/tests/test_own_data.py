@@ -1,7 +1,8 @@
 """Bring your own data: files as they come (any name, no header, `::` or a tab, no timestamps, no
 ratings), every mistake in the data settings caught before orchestration in one line naming the setting, and
-summaries that say when the metrics rest on few users. The commands run as a user types them (a subprocess, from a copy of
-the project), on synthetic events written in three published layouts, and on MovieLens 100K where present.
+summaries that say when the metrics rest on few users. The commands run as a user types them (a subprocess,
+from a copy of the project), on synthetic events written in three published layouts, and on MovieLens 100K
+where present.
 """
 
 from __future__ import annotations

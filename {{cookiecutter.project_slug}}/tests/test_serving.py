@@ -170,14 +170,16 @@ def test_after_promotion_nobody_is_recommended_an_item_they_have_and_unknown_use
     assert second["reference"] == "champion v1"
     assert second["comparison"]["mean_b"] == pytest.approx(champion.metrics[metric], abs=1e-9)
 
-    # The monitor watches the served model against the snapshot it was refit on: only later events are new.
+    # The monitor watches the evidence the champion was promoted on: the evaluated model's training split
+    # against every event after it (its test period, then the 700 that arrived later), none of which it saw.
     last = int(snapshot.get_column("timestamp").max())
     later = snapshot.sample(700, seed=3).with_columns(timestamp=last + pl.int_range(1, 701, dtype=pl.Int64))
     grown = store.put_frame(pl.concat([snapshot, later.select(snapshot.columns)]), kind="snapshot")
     advance_snapshot(store, {"snapshot": grown.model_dump()})
     checked = monitor(small_settings.resolved())
-    assert checked["served"] == "refit" and checked["dataset"] == "synthetic"
-    assert (checked["reference_events"], checked["current_events"]) == (snapshot.height, 700)
+    assert checked["served_by"] == "refit" and checked["dataset"] == "synthetic"
+    train, test = (store.get_frame(ArtifactRef(**champion.artifact(name))) for name in ("train", "test"))
+    assert (checked["reference_events"], checked["current_events"]) == (train.height, test.height + 700)
 
 
 def test_ml100k_serves_unseen_items_with_titles(tmp_path: Path, ml100k: Path) -> None:

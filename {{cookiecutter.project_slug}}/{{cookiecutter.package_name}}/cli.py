@@ -374,7 +374,7 @@ def ingest(
     if source not in (None, "file", "movielens"):
         _fail(f"--source {source}: ingest takes files (file or movielens)", code=2)
     if path is not None and not path.exists():
-        _fail(f"--path {path}: no such file", code=2)
+        _fail(f"batch file does not exist: {path}", code=2)
     if source == "movielens" and path is not None:
         try:  # its ratings file, landed as a batch read with MovieLens' layout
             path, layout = sources.movielens_layout(path)

@@ -150,7 +150,8 @@ def _range_problems(frame: pl.DataFrame, settings: Settings) -> list[str]:
     low, high = frame.get_column("rating").min(), frame.get_column("rating").max()
     problems = []
     distinct = frame.get_column("rating").n_unique()
-    if high is not None and high > rules.rating_max and (distinct > 100 or high > 100 * max(rules.rating_max, 1)):
+    no_scale = distinct > 100 or (high is not None and high > 100 * max(rules.rating_max, 1))
+    if high is not None and high > rules.rating_max and no_scale:
         # Not a rating scale: more likely another column (an id, a time) named as the rating.
         problems.append(
             f"data.columns.rating={settings.data.columns.rating!r} holds {distinct:,} distinct values up to "
