@@ -16,6 +16,7 @@ from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
 from {{ cookiecutter.package_name }}.artifacts import runs as runs_catalog
 from {{ cookiecutter.package_name }}.artifacts.landing import advance_snapshot
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, open_registry
+from {{ cookiecutter.package_name }}.artifacts.verify import verify_store
 from {{ cookiecutter.package_name }}.catalogue import item_titles
 from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.data.synthetic import generate
@@ -139,6 +140,14 @@ def test_after_promotion_nobody_is_recommended_an_item_they_have_and_unknown_use
     assert run["promotion"]["serving"] == served["model"]
     # The run that made the evaluated model links the served one (lineage, `models rebuild`).
     assert runs_catalog.read_status(store, run["run_id"])["registry"]["serving"] == served
+    # `verify` checks the served model's bytes like every other object the registry names.
+    assert verify_store(store, registry).ok
+    served_file = Path(store.root) / store.relative(served["model"]["uri"])
+    whole = served_file.read_bytes()
+    served_file.write_bytes(whole[:-1] + bytes([whole[-1] ^ 1]))
+    damaged = verify_store(store, registry).problems
+    assert any("serving model" in problem.path for problem in damaged), damaged
+    served_file.write_bytes(whole)
 
     batch = batch_recommend(small_settings.resolved(), k=10)
     frame = store.get_frame(ArtifactRef(**batch["ref"]))

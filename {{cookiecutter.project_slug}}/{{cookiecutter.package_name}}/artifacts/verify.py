@@ -8,7 +8,8 @@ Four kinds of record are checked, cheapest last because they reuse what the firs
   content-addressed copy, and every artifact it lists is a whole object;
 - the snapshot pointer and its history: each parses, its snapshot and batches are whole objects, and the
   current pointer is the latest move in the history;
-- the registry: each version's model, manifest and other artifacts, and each promotion decision, are whole.
+- the registry: each version's model, manifest and other artifacts, the model serving it (its refit), and each
+  promotion decision, are whole.
 
 A problem names the record by id prefix and where it lives; `reproduce` uses `check_run` on the run it
 rebuilds, so "reproduced" also means the stored bytes are the ones the manifest names.
@@ -214,6 +215,8 @@ def _check_registry(store: ArtifactStore, objects: _Objects, registry: Registry)
         refs = [("model", ArtifactRef(id=v.model_id, uri=v.model_uri, kind="model", size=0))]
         try:
             refs += [(name, _ref(entry)) for name, entry in v.artifacts.items()]
+            if v.serving:  # the refit `recommend` serves once the version is promoted
+                refs.append(("serving model", _ref(v.serving["model"])))
         except (KeyError, TypeError) as exc:
             problems.append(Problem("registry", v.model_id, where, f"unreadable artifacts: {exc}"))
         seen = set()
