@@ -54,14 +54,14 @@ class BPR(Recommender):
             # index_select, not x[order]: the indexing kernel takes ten times longer on a million indices.
             order = fit_pairs.index_select(0, torch.randperm(fit_pairs.numel(), generator=generator))
             negatives = torch.randint(0, self.n_items, (order.numel(),), generator=generator)
-            rows = torch.stack(
+            triples = torch.stack(
                 [
                     users.index_select(0, order),
                     items.index_select(0, order) + self.n_users,
                     negatives + self.n_users,
                 ]
             )
-            loss = self._epoch(optimizer, rows)
+            loss = self._epoch(optimizer, triples)
             if not held_out:
                 self._end_epoch(cfg.epochs, loss=loss)
                 continue
