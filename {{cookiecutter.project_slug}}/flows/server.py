@@ -1,74 +1,221 @@
-"""Prefect's temporary local server, started so that it dies with the process that needs it.
+"""The project's Prefect server: started in the background on first use, reused by every later command.
 
-In local mode (no PREFECT_API_URL) Prefect starts a temporary server on first use and stops it at exit,
-but nothing stops it after a SIGKILL, and such orphans pile up. `temporary_server` starts the same server
-(the uvicorn command of Prefect's SubprocessASGIServer) with a parent-death signal
-(`processes.dies_with_parent`) and names it in PREFECT_API_URL while it runs, so Prefect starts none: in
-the environment (for the processes this one starts) and in Prefect's process-wide settings, which its
-background threads read (its event and log workers would otherwise start a server of their own).
+Where no PREFECT_API_URL is configured, the commands' flows report to a server that belongs to the project:
+`.prefect/` in the project root holds its Prefect home (its SQLite database, its UI files), its log and
+`server.json`, which records its URL and pid. The first command that needs it starts it (10-15 s on two
+cores); later ones find it answering and pay nothing. It listens on 127.0.0.1 only, on a free port, and runs
+in a session of its own, so it outlives the command that started it, Ctrl-C included, until
+`<package> server stop`.
+
+- One server per project: whoever starts it holds `.prefect/server.lock` (a kernel lock, released even
+  when its holder is SIGKILLed), and whoever waits for the lock then finds the server recorded.
+- A recorded server that is gone, or does not answer, is replaced. The pid is checked together with the
+  process's start time, so a pid the system reused for something else is never taken for the server.
+- A configured PREFECT_API_URL wins: that server is used and none is started.
+
+Prefect is imported only to start or use a server, so `server status` and `server stop` stay quick.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import httpx
-import prefect
-from prefect.context import refresh_global_settings_context
-from prefect.events.worker import EventsWorker
-from prefect.settings import (
-    PREFECT_API_URL,
-    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-    get_current_settings,
-    temporary_settings,
-)
+import psutil
 
-from {{ cookiecutter.package_name }}.processes import dies_with_parent
+SERVER_DIR = ".prefect"  # in the project root, git- and docker-ignored
+STARTUP_TIMEOUT = 90.0  # a cold start (database created and migrated) takes 10-15 s on two cores, 26 s loaded
+
+
+class ServerError(RuntimeError):
+    """The project's server did not start (its log says why)."""
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What `server.json` records about the project's server."""
+
+    url: str
+    pid: int
+    created: float  # the process's start time (psutil): with the pid, it names one process
+    home: str  # its PREFECT_HOME
+    database: str  # where its database lives (a URL without its password, or the SQLite file)
+
+    @property
+    def log(self) -> Path:
+        return Path(self.home) / "server.log"
+
+    def is_running(self) -> bool:
+        """Whether the recorded process still runs (the same one: same pid and start time; not a zombie)."""
+        try:
+            process = psutil.Process(self.pid)
+            return process.create_time() == self.created and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
 
 @contextmanager
-def temporary_server() -> Iterator[str]:
-    """The Prefect API URL to use inside the block: the configured one, else a temporary server's, which is
-    stopped when the block ends and dies with this process if it is killed first.
+def prefect_api(root: Path | None = None) -> Iterator[str]:
+    """The Prefect API URL to use inside the block: the configured one, else the project's server (started
+    if needed), named in the environment (for the processes this one starts) and in Prefect's process-wide
+    settings, which its background threads read (its event and log workers would otherwise start a
+    temporary server of their own)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    Enter it from the main thread (see `dies_with_parent`).
-    """
     configured = PREFECT_API_URL.value()
     if configured:
         yield configured
         return
+    url = project_server(root or Path.cwd()).url
+    with _api_url(url), temporary_settings(updates={PREFECT_API_URL: url}):
+        try:
+            yield url
+        finally:
+            # Deliver the events emitted in the block, and retire the process-wide events worker bound to
+            # this URL: a later block in the same process (tests) may name another server.
+            EventsWorker.drain_all(timeout=30, at_exit=False)
+
+
+def project_server(root: Path, timeout: float = STARTUP_TIMEOUT) -> ServerState:
+    """The project's server, answering: the recorded one, else a new one (a dead or silent one replaced)."""
+    home = (root / SERVER_DIR).resolve()
+    home.mkdir(exist_ok=True)
+    with _locked(home):
+        state = read_state(home)
+        if state is not None:
+            if state.is_running() and _answers(state, timeout):
+                return state
+            _stop(state)
+        return _start(home, timeout)
+
+
+def read_state(home: Path) -> ServerState | None:
+    """The server recorded in `home` (running or not); None if none is, or the record is another home's
+    (a project copied with its `.prefect/`: that server is the original's)."""
+    try:
+        state = ServerState(**json.loads((home / "server.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return state if state.home == str(home) else None
+
+
+def stop_server(root: Path) -> ServerState | None:
+    """Stop the project's server and its children; returns what was stopped (None: nothing ran)."""
+    home = (root / SERVER_DIR).resolve()
+    if not home.is_dir():
+        return None
+    with _locked(home):
+        state = read_state(home)
+        if state is None:
+            return None
+        running = state.is_running()
+        _stop(state)
+        return state if running else None
+
+
+def _start(home: Path, timeout: float) -> ServerState:
+    import prefect
+
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    process = subprocess.Popen(
-        _uvicorn_command(port), env=_server_environment(), preexec_fn=dies_with_parent()
-    )
+    # Prefect's own `prefect server start --background` command (UI and services on), in a session of its
+    # own: it does not get the terminal's Ctrl-C, nor a parent-death signal.
+    command = [
+        sys.executable, "-m", "uvicorn",
+        "--app-dir", str(prefect.__module_path__.parent),
+        "--factory", "prefect.server.api.server:create_app",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(home), PREFECT__SERVER_FINAL="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    with (home / "server.log").open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=home,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    # Recorded at once: if this command dies while the server starts, the next one finds it.
+    created = psutil.Process(process.pid).create_time()
+    state = ServerState(url, process.pid, created, str(home), _database(env))
+    _write_state(home, state)
     try:
-        wait_healthy(url, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), process)
-        with _api_url(url), temporary_settings(updates={PREFECT_API_URL: url}):
-            try:
-                yield url
-            finally:
-                # Deliver the events emitted while the server runs, and retire the process-wide events
-                # worker bound to it: a later one must not send to a server gone.
-                EventsWorker.drain_all(timeout=30, at_exit=False)
-    finally:
-        process.terminate()
+        wait_healthy(url, timeout, process)
+    except (RuntimeError, TimeoutError) as exc:
+        _stop(state)
+        raise ServerError(f"{exc}; its log: {state.log}") from None
+    return state
+
+
+def _database(env: dict[str, str]) -> str:
+    configured = env.get("PREFECT_API_DATABASE_CONNECTION_URL")
+    if not configured:
+        return str(Path(env["PREFECT_HOME"]) / "prefect.db")
+    from sqlalchemy.engine import make_url
+
+    return make_url(configured).render_as_string(hide_password=True)
+
+
+def _answers(state: ServerState, timeout: float) -> bool:
+    """Whether the recorded server answers, giving it up to `timeout` (it may still be starting: its
+    starter may have been killed before it was healthy)."""
+    try:
+        wait_healthy(state.url, timeout, psutil.Process(state.pid))
+        return True
+    except (RuntimeError, TimeoutError, psutil.Error):
+        return False
+
+
+def _stop(state: ServerState) -> None:
+    """Terminate the recorded server's process group (it leads one), then forget it."""
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        if not state.is_running():
+            break
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            os.killpg(state.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while state.is_running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    (Path(state.home) / "server.json").unlink(missing_ok=True)
+
+
+def _write_state(home: Path, state: ServerState) -> None:
+    partial = home / ".server.json.tmp"
+    partial.write_text(json.dumps(asdict(state), indent=2))
+    partial.replace(home / "server.json")
+
+
+@contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    """Hold `home/server.lock` (waiting for it): one process at a time starts, replaces or stops."""
+    with (home / "server.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 @contextmanager
 def _api_url(url: str) -> Iterator[None]:
     """PREFECT_API_URL in the environment and in the settings every thread falls back to."""
+    from prefect.context import refresh_global_settings_context
+
     before = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     refresh_global_settings_context()
@@ -82,37 +229,6 @@ def _api_url(url: str) -> Iterator[None]:
         refresh_global_settings_context()
 
 
-def _uvicorn_command(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--app-dir",
-        str(prefect.__module_path__.parent),
-        "--factory",
-        "prefect.server.api.server:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "error",
-        "--lifespan",
-        "on",
-    ]
-
-
-def _server_environment() -> dict[str, str]:
-    """What Prefect gives its own temporary server: no UI, marked ephemeral, this process's settings."""
-    return {
-        **os.environ,
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-        **get_current_settings().to_environment_variables(exclude_unset=True),
-    }
-
-
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
     with socket.socket() as s:
@@ -120,12 +236,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_healthy(
+    url: str, timeout: float, process: subprocess.Popen[bytes] | psutil.Process | None = None
+) -> None:
     """Until the Prefect server at `url` answers its health check; fails early if its `process` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the Prefect server for {url} exited with code {process.returncode}")
+        if process is not None and not _alive(process):
+            raise RuntimeError(f"the Prefect server for {url} exited")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return
@@ -133,3 +251,9 @@ def wait_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | No
             pass
         time.sleep(0.2)
     raise TimeoutError(f"the Prefect server at {url} was not healthy within {timeout:.0f}s")
+
+
+def _alive(process: subprocess.Popen[bytes] | psutil.Process) -> bool:
+    if isinstance(process, psutil.Process):
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    return process.poll() is None

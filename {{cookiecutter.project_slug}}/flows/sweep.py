@@ -31,7 +31,7 @@ from flows.pipeline import (
     validate_task,
 )
 from flows.promotion import register_task
-from flows.server import temporary_server
+from flows.server import prefect_api
 from flows.ui import ARTIFACT_PREFIX
 from {{ cookiecutter.package_name }} import sweeps, training
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
@@ -172,10 +172,10 @@ def _rebuild_and_register(settings: Settings, best: ModelConfig) -> dict[str, An
 def run_sweep(settings: Settings) -> Any:
     """The sweep flow on the configured Dask runner; returns its final state.
 
-    Trials run in other processes, which report to the Prefect API this process names. Where none is
-    configured (Prefect's local mode), start the temporary server here and name it, so the workers report
-    to it too rather than each starting a server of its own (one that dies with this process: server.py).
+    Trials run in other processes, which report to the Prefect API this process names: the configured one,
+    else the project's server (server.py), named here so the workers report to it too rather than each
+    starting a temporary server of its own.
     """
     runnable = sweep.with_options(task_runner=task_runner(settings.sweep))
-    with temporary_server():
+    with prefect_api():
         return runnable(settings.resolved(), return_state=True)

@@ -49,17 +49,25 @@ def small_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def prefect_server():
-    """A real, temporary Prefect server (SQLite) for the session, for tests that run flows."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+def prefect_server() -> Iterator[str]:
+    """A real, temporary Prefect server (SQLite) for the session, for tests that run flows; yields its URL.
+
+    The URL is also in the environment for the rest of the session, so the commands tests start as
+    processes report to this server too, instead of each starting the project's (a test of the path
+    without a configured server removes it from its command's environment).
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
     # The heartbeat thread adds about a second to every flow run; tests do not need it.
     with (
         prefect_test_harness(server_startup_timeout=90),
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        pytest.MonkeyPatch.context() as environment,
     ):
-        yield
+        url = str(PREFECT_API_URL.value())
+        environment.setenv("PREFECT_API_URL", url)
+        yield url
 
 
 S3_BUCKET = "recsys-test"

@@ -68,7 +68,7 @@ def test_outside_the_project_without_config_is_a_clear_error(tmp_path: Path) -> 
 
 
 @pytest.mark.e2e
-@pytest.mark.usefixtures("project_copy")
+@pytest.mark.usefixtures("project_copy", "prefect_server")
 def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> None:
     """Two processes, same data and config: the second recomputes nothing; then the catalog commands."""
     args = [
@@ -146,8 +146,11 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
 
 @pytest.mark.e2e
 @pytest.mark.usefixtures("project_copy")
-def test_simulate_shows_training_quarantine_and_drift_retrain(tmp_path: Path) -> None:
+def test_simulate_shows_training_quarantine_and_drift_retrain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The whole loop through served deployments on a temporary Prefect server, as `simulate` prints it."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # its own server (the session's runs no scheduler)
     result = _cli(
         "simulate", "--batches", "3",
         "--config", str(PROJECT_ROOT / "configs" / "default.yaml"),
@@ -184,7 +187,7 @@ def test_simulate_shows_training_quarantine_and_drift_retrain(tmp_path: Path) ->
 
 
 @pytest.mark.e2e
-@pytest.mark.usefixtures("project_copy")
+@pytest.mark.usefixtures("project_copy", "prefect_server")
 def test_run_killed_during_training_leaves_no_partial_artifact_and_the_next_run_reuses_finished_steps(
     tmp_path: Path,
 ) -> None:

@@ -150,6 +150,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.e2e
+@pytest.mark.usefixtures("prefect_server")
 def test_a_copied_project_runs_on_its_own_store_after_the_original_is_gone(tmp_path: Path) -> None:
     original, copy = tmp_path / "original", tmp_path / "copy"
     for part in ("configs", "flows"):

@@ -260,6 +260,7 @@ def test_benchmark_on_a_tab_separated_file_without_times(events: pl.DataFrame, p
     assert not (project / "t.json").exists()
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_run_on_a_headerless_double_colon_file(events: pl.DataFrame, project: Path) -> None:
     file = _ratings_dat(events, project / "ratings.dat")
     result = _cli(

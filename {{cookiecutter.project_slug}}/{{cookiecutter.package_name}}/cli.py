@@ -871,6 +871,71 @@ def serve_files(
         server.server_close()
 
 
+server_app = typer.Typer(
+    help="The project's Prefect server (.prefect/), which commands start on first use where no "
+    "PREFECT_API_URL is configured, and reuse."
+)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the project's Prefect server in the background, unless it runs; print its URL."""
+    server = _server()
+    try:
+        state = server.project_server(Path.cwd())
+    except server.ServerError as exc:
+        _fail(f"the project's Prefect server did not start: {exc}", code=1)
+    ui = state.url.removesuffix("/api")
+    console.print(f"project Prefect server on {state.url} (UI {ui}), pid {state.pid}", soft_wrap=True)
+    _note_configured_api()
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """The project's Prefect server: URL, pid, uptime, database, log; exit 1 when none runs."""
+    import time
+
+    import httpx
+
+    server = _server()
+    state = server.read_state(Path.cwd() / server.SERVER_DIR)
+    if state is None or not state.is_running():
+        console.print("no project Prefect server runs (the next command that needs one starts it)")
+        _note_configured_api()
+        raise typer.Exit(1)
+    try:
+        answering = httpx.get(f"{state.url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        answering = False
+    up = int(time.time() - state.created)
+    console.print(
+        f"project Prefect server on {state.url} (UI {state.url.removesuffix('/api')})\n"
+        f"  pid {state.pid}, up {up // 3600}h{up // 60 % 60:02d}m{up % 60:02d}s, "
+        f"{'answering' if answering else '[red]not answering[/] (the next command replaces it)'}\n"
+        f"  database: {state.database}\n  log:      {state.log}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    _note_configured_api()
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the project's Prefect server and its processes (nothing to do if none runs)."""
+    stopped = _server().stop_server(Path.cwd())
+    console.print(f"stopped the project Prefect server (pid {stopped.pid})" if stopped else "no server ran")
+
+
+def _note_configured_api() -> None:
+    if os.environ.get("PREFECT_API_URL"):
+        console.print(
+            f"note: PREFECT_API_URL is set ({os.environ['PREFECT_API_URL']}): commands use that server",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
 @app.command()
 def watch(
     interval: Annotated[float, typer.Option(help="Seconds between looks at the landing zone.")] = 2.0,
@@ -1099,15 +1164,35 @@ def load_entrypoint(entrypoint: str, local_server: bool = True) -> Any:
 
 
 def _prefect_api() -> None:
-    """Within a command: Prefect's temporary local server (where no PREFECT_API_URL is configured), for the
-    command's lifetime and started so that it dies with this process, even SIGKILLed (flows/server.py).
-    Left to Prefect, it would start one that outlives a killed command."""
+    """Within a command: the Prefect API its flows report to, the configured PREFECT_API_URL or else the
+    project's server, started in the background on first use, reused by later commands (flows/server.py)."""
     command = _COMMAND.get()
     if command is None:  # a test or a script loading flows: its Prefect set-up is its own
         return
     if "prefect_api" not in command.meta:
-        temporary_server = _flows_module("flows/server.py").temporary_server
-        command.meta["prefect_api"] = command.with_resource(temporary_server())
+        server = _server()
+        try:
+            command.meta["prefect_api"] = command.with_resource(server.prefect_api())
+        except server.ServerError as exc:
+            _fail(f"the project's Prefect server did not start: {exc}", code=1)
+
+
+@cache
+def _server() -> Any:
+    """flows/server.py, loaded without Prefect's loader: it imports Prefect only to start or use a server, so
+    `server status` and `server stop` answer at once."""
+    import importlib.util
+    import sys
+
+    path = Path("flows/server.py")
+    if not path.is_file():
+        _fail(f"no {path} here: run {PACKAGE} from the project root", code=2)
+    _quiet_defaults()
+    spec = importlib.util.spec_from_file_location("_project_server", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 @cache

@@ -1,0 +1,83 @@
+"""The project server's record and the `server` commands, without starting a server (tests/test_lifetime.py
+starts real ones): which record names a running server, and what the commands say when none runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+read_state, prefect_api = (load_entrypoint(f"flows/server.py:{n}") for n in ("read_state", "prefect_api"))
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project's flows as the working directory, with no configured Prefect API."""
+    shutil.copytree(PROJECT_ROOT / "flows", tmp_path / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    return tmp_path
+
+
+def _record(project: Path, **fields: Any) -> Path:
+    home = project / ".prefect"
+    home.mkdir(exist_ok=True)
+    state = {"url": "http://127.0.0.1:9/api", "pid": _gone_pid(), "created": 0.0, "home": str(home)}
+    (home / "server.json").write_text(json.dumps({**state, "database": "", **fields}))
+    return home
+
+
+def _gone_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_record_names_a_running_server_only_with_its_pid_and_start_time(project: Path) -> None:
+    import psutil
+
+    home = _record(project, pid=os.getpid(), created=psutil.Process().create_time())
+    assert read_state(home).is_running()
+    _record(project, pid=os.getpid(), created=1.0)  # the pid, reused by another process
+    assert not read_state(home).is_running()
+    _record(project)  # a pid that is gone
+    assert not read_state(home).is_running()
+
+
+def test_a_record_copied_from_another_project_is_not_this_projects_server(project: Path) -> None:
+    home = _record(project, home="/elsewhere/.prefect", pid=os.getpid())
+    assert read_state(home) is None
+
+
+def test_status_and_stop_when_no_server_runs(project: Path) -> None:
+    status = CliRunner().invoke(app, ["server", "status"])
+    assert status.exit_code == 1 and "no project Prefect server runs" in status.output
+    _record(project)  # a dead server's record
+    assert CliRunner().invoke(app, ["server", "status"]).exit_code == 1
+    for _ in range(2):  # idempotent
+        stopped = CliRunner().invoke(app, ["server", "stop"])
+        assert stopped.exit_code == 0 and "no server ran" in stopped.output
+    assert not (project / ".prefect" / "server.json").exists()  # the dead record is gone
+
+
+def test_a_configured_api_wins(project: Path) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    configured = "http://127.0.0.1:9/api"
+    with temporary_settings(updates={PREFECT_API_URL: configured}), prefect_api(project) as url:
+        assert url == configured
+    assert not (project / ".prefect").exists()  # nothing started
+    status = CliRunner().invoke(app, ["server", "status"], env={"PREFECT_API_URL": configured})
+    assert f"PREFECT_API_URL is set ({configured})" in status.output
