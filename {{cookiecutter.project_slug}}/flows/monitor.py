@@ -28,7 +28,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
-from {{ cookiecutter.package_name }} import alerts, monitoring, serving
+from {{ cookiecutter.package_name }} import alerts, monitoring
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, ModelVersion, Registry, open_registry
@@ -65,6 +65,8 @@ def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None
             },
         )
     label_run(f"monitor {dataset} v{champion.version} on {pointer['snapshot']['id'][:12]}", settings.tags)
+    from {{ cookiecutter.package_name }} import serving  # torch: only once there is a model to load
+
     _, model = serving.load_model(registry, store, champion.version, dataset, served=False)
     reference = store.get_frame(ArtifactRef(**champion.artifact("train")))
     snapshot = store.get_frame(ArtifactRef(**pointer["snapshot"]))

@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from flows.caching import CACHED, in_store
 from flows.promotion import promote_model
 from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
-from {{ cookiecutter.package_name }} import environment, report, training
+from {{ cookiecutter.package_name }} import environment, report
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
 from {{ cookiecutter.package_name }}.artifacts.runs import (
@@ -45,8 +45,6 @@ from {{ cookiecutter.package_name }}.artifacts.runs import (
 )
 from {{ cookiecutter.package_name }}.data import sources
 from {{ cookiecutter.package_name }}.data.split import describe_strategy, split
-from {{ cookiecutter.package_name }}.evaluation import bootstrap_intervals, evaluate
-from {{ cookiecutter.package_name }}.models.base import Recommender
 from {{ cookiecutter.package_name }}.resources import PeakMemory
 from {{ cookiecutter.package_name }}.settings import (
     DataConfig,
@@ -60,6 +58,12 @@ from {{ cookiecutter.package_name }}.settings import (
 )
 from {{ cookiecutter.package_name }}.settings import ValidationConfig as ValidationSettings
 from {{ cookiecutter.package_name }}.validation import validate
+
+if TYPE_CHECKING:
+    from {{ cookiecutter.package_name }}.models.base import Recommender
+
+# torch (training, evaluation, the models) is imported by the tasks that rank or train, not when this module
+# is loaded: deployments, `serve` and the CLI load it only to find the flow.
 
 
 class ValidationFailed(RuntimeError):
@@ -120,6 +124,8 @@ def split_task(
 def train_task(
     train: ArtifactRef, cfg: ModelConfig, seed: int, reporting: TrainingConfig, storage: StorageConfig
 ) -> ArtifactRef:
+    from {{ cookiecutter.package_name }} import training
+
     store = open_store(storage)
     model = training.train(cfg, store.get_frame(train), seed, reporting)
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,16 +145,22 @@ def evaluate_task(
     seed: int,
     storage: StorageConfig,
 ) -> list[ArtifactRef]:
+    """The model's metrics (summary, per user, intervals), then the popularity baseline's on the same split
+    (summary, per user): what the promotion judge compares, read back instead of ranking again."""
+    from {{ cookiecutter.package_name }}.evaluation import bootstrap_intervals, evaluate, popularity_baseline
+
     store = open_store(storage)
-    result = evaluate(
-        _load_model(store, model), store.get_frame(train), store.get_frame(test), cfg.k, cfg.batch_size
-    )
+    train_frame, test_frame = store.get_frame(train), store.get_frame(test)
+    result = evaluate(_load_model(store, model), train_frame, test_frame, cfg.k, cfg.batch_size)
     intervals = bootstrap_intervals(result, n_resamples=cfg.bootstrap_resamples, seed=seed)
+    baseline = popularity_baseline(train_frame, test_frame, cfg.k, cfg.batch_size, seed)
     get_run_logger().info("metrics: %s", {k: round(v, 4) for k, v in result.summary.items()})
     return [
         store.put_json(result.summary, kind="metrics"),
         store.put_frame(result.per_user, kind="metrics-per-user"),
         store.put_json({name: list(bounds) for name, bounds in intervals.items()}, kind="metric-intervals"),
+        store.put_json(baseline.summary, kind="baseline-metrics"),
+        store.put_frame(baseline.per_user, kind="baseline-metrics-per-user"),
     ]
 
 
@@ -250,7 +262,9 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         raise ValidationFailed(f"snapshot {snapshot.id[:12]} failed validation: {gate['summary']}")
     train, test = step(split_task, snapshot, settings.split, seed, storage)
     model = step(train_task, train, settings.model, seed, settings.training, storage)
-    metrics, per_user, intervals = step(evaluate_task, model, train, test, settings.evaluation, seed, storage)
+    metrics, per_user, intervals, baseline, baseline_per_user = step(
+        evaluate_task, model, train, test, settings.evaluation, seed, storage
+    )
 
     artifacts = {
         "snapshot": artifact_entry(snapshot, "ingest", ["inputs"]),
@@ -261,6 +275,8 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         "metrics": artifact_entry(metrics, "evaluate", ["model", "train", "test"]),
         "metrics_per_user": artifact_entry(per_user, "evaluate", ["model", "train", "test"]),
         "metric_intervals": artifact_entry(intervals, "evaluate", ["model", "train", "test"]),
+        "baseline_metrics": artifact_entry(baseline, "evaluate", ["train", "test"]),
+        "baseline_metrics_per_user": artifact_entry(baseline_per_user, "evaluate", ["train", "test"]),
     }
     # Record and promotion run after the manifest is written, so their cost is in the return value only, and
     # their failure is noted beside the manifest: the run then shows as failed, not as a success.
@@ -394,5 +410,7 @@ def _bounds(interval: list[float] | None) -> dict[str, float | None]:
 
 
 def _load_model(store: ArtifactStore, ref: ArtifactRef) -> Recommender:
+    from {{ cookiecutter.package_name }}.models.base import Recommender
+
     with tempfile.TemporaryDirectory() as tmp:
         return Recommender.load(store.fetch_file(ref, Path(tmp) / "model.safetensors"))

@@ -11,6 +11,13 @@ serves, so a user's held-out events count as seen. It is made before the alias m
 served by a model that has not seen its whole snapshot; a swap that turns out stale keeps the refit for when
 the version is promoted.
 
+The judge ranks only what it cannot read back. The challenger's per-user metrics, and the popularity
+baseline's on the same split, are what the run's evaluate task stored. A champion evaluated on the very same
+split (same train and test objects) brings its own stored metrics: ranking it as served on that split would
+give the same numbers, its seen items being that train split. A champion of another split is ranked as served
+on the challenger's. Stored metrics are used only when computed as the judge would compute them now (same K
+and batch size); otherwise (a version from before they were stored, a changed evaluation config) it ranks.
+
 A run whose model bytes and snapshot equal an existing version's gets that version back from the registry (a
 fully cached rerun, a retrain on drift that changed nothing). A version judged before keeps its decision and
 is not judged again: the same model on the same data would meet the same policy, and judging it anew would
@@ -25,16 +32,19 @@ then marked failed by the pipeline. Each step notes what it did to the registry 
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
+import polars as pl
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from flows.ui import ARTIFACT_PREFIX
-from {{ cookiecutter.package_name }} import serving
-from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store, runs
+from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store, runs
 from {{ cookiecutter.package_name }}.artifacts.registry import (
     CHAMPION,
     DecisionRecord,
@@ -43,17 +53,17 @@ from {{ cookiecutter.package_name }}.artifacts.registry import (
     StaleAlias,
     open_registry,
 )
-from {{ cookiecutter.package_name }}.evaluation import evaluate
-from {{ cookiecutter.package_name }}.models import build_model
 from {{ cookiecutter.package_name }}.promotion import Decision, decide
 from {{ cookiecutter.package_name }}.settings import (
     EvaluationConfig,
-    ModelConfig,
     PromotionConfig,
     RegistryConfig,
     Settings,
     StorageConfig,
 )
+
+if TYPE_CHECKING:  # torch: imported by the judge when it loads a model, not when the flows are loaded
+    from {{ cookiecutter.package_name }}.evaluation import Scores
 
 _ATTEMPTS = 5  # judge-and-swap rounds before giving up when other runs keep moving the champion
 
@@ -95,23 +105,33 @@ def judge_task(
     registry_cfg: RegistryConfig,
     storage: StorageConfig,
 ) -> dict[str, Any]:
+    from {{ cookiecutter.package_name }} import serving
+    from {{ cookiecutter.package_name }}.evaluation import evaluate, popularity_baseline
+
     registry, store = open_registry(registry_cfg, storage), open_store(storage)
     # Evaluated models on both sides: a refit for serving has seen the test events.
     candidate, model = serving.load_model(registry, store, version, served=False)
-    train = store.get_frame(ArtifactRef(**candidate.artifact("train")))
-    test = store.get_frame(ArtifactRef(**candidate.artifact("test")))
-    ks, metric = evaluation.k, evaluation.primary_metric
-    challenger = evaluate(model, train, test, ks, evaluation.batch_size)
+    ks, metric, batch = evaluation.k, evaluation.primary_metric, evaluation.batch_size
+
+    @cache
+    def split() -> tuple[pl.DataFrame, pl.DataFrame]:  # read only if something is ranked on it
+        train, test = (store.get_frame(ArtifactRef(**candidate.artifact(n))) for n in ("train", "test"))
+        return train, test
+
+    challenger = _stored(store, candidate, evaluation) or evaluate(model, *split(), ks, batch)
     champion = registry.alias(CHAMPION, candidate.dataset)  # of the same dataset: ids mean the same things
     if champion is not None:
-        _, held = serving.load_model(registry, store, champion.version, served=False)
-        reference = evaluate(held, train, test, ks, evaluation.batch_size, as_served=True)
         label = f"champion v{champion.version}"
+        reference = _stored(store, champion, evaluation) if _same_split(champion, candidate) else None
+        if reference is None:  # evaluated on another split (or not stored): ranked as served on this one
+            _, held = serving.load_model(registry, store, champion.version, served=False)
+            reference = evaluate(held, *split(), ks, batch, as_served=True)
     elif model.name == "popularity":
         reference, label = None, "popularity baseline"
     else:
-        baseline = build_model(ModelConfig(name="popularity")).fit(train, seed)
-        reference, label = evaluate(baseline, train, test, ks, evaluation.batch_size), "popularity baseline"
+        label = "popularity baseline"
+        reference = _stored(store, candidate, evaluation, baseline=True)
+        reference = reference or popularity_baseline(*split(), ks, batch, seed)
     decision = decide(
         policy,
         metric,
@@ -131,6 +151,40 @@ def judge_task(
         key=f"{ARTIFACT_PREFIX}-promotion", markdown=decision.markdown(), description="Promotion decision"
     )
     return {"decision": decision.to_dict(), "decision_ref": ref.model_dump()}
+
+
+def _same_split(a: ModelVersion, b: ModelVersion) -> bool:
+    """Whether two versions were evaluated on the same train and test objects (by content id)."""
+    return all(a.artifact(name)["id"] == b.artifact(name)["id"] for name in ("train", "test"))
+
+
+def _stored(
+    store: ArtifactStore, version: ModelVersion, evaluation: EvaluationConfig, baseline: bool = False
+) -> Scores | None:
+    """The scores the version's run stored on its split (its model's, or with `baseline` popularity's), read
+    back as the judge would compute them; None where they are not stored or were computed with other K or
+    batch size (a batch of another size may round scores differently), so the judge ranks instead."""
+    from {{ cookiecutter.package_name }}.evaluation import Scores
+
+    try:
+        text = store.read_text(f"runs/{version.run_id}/{runs.MANIFEST_NAME}")
+    except FileNotFoundError:  # a damaged store (`verify` reports it): rank instead
+        return None
+    if hashlib.sha256(text.encode()).hexdigest() != version.manifest_id:
+        return None  # not the manifest the version was registered from
+    manifest = json.loads(text)
+    names = ("baseline_metrics", "baseline_metrics_per_user") if baseline else ("metrics", "metrics_per_user")
+    stored, artifacts = manifest["config"]["evaluation"], manifest["artifacts"]
+    same = (
+        sorted(set(stored["k"])) == sorted(set(evaluation.k))
+        and stored["batch_size"] == evaluation.batch_size
+    )
+    if not same or not all(name in artifacts for name in names):
+        return None
+    summary, per_user = (
+        ArtifactRef(**{k: artifacts[n][k] for k in ("id", "uri", "kind", "size")}) for n in names
+    )
+    return Scores(per_user=store.get_frame(per_user), summary=store.get_json(summary))
 
 
 @task(name="promote")
@@ -163,6 +217,8 @@ def refit_task(
 ) -> dict[str, Any]:
     """Refit the version on its whole snapshot to serve it (once per version); the run's status links the
     served model to the evaluated one."""
+    from {{ cookiecutter.package_name }} import serving
+
     registry, store = open_registry(registry_cfg, storage), open_store(storage)
     entry, fresh = serving.refit_for_serving(registry, store, version, actor)
     runs.update_status(store, run_id, registry={"serving": entry})

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.ui import label_run, publish_link
-from {{ cookiecutter.package_name }} import catalogue, serving
+from {{ cookiecutter.package_name }} import catalogue
 from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, open_registry
 from {{ cookiecutter.package_name }}.settings import settings_for_flow
@@ -25,6 +25,8 @@ def batch_recommend(
     settings = settings_for_flow(config, config_files)
     dataset = settings.data.dataset_name()
     registry, store = open_registry(settings.registry, settings.storage), open_store(settings.storage)
+    from {{ cookiecutter.package_name }} import serving  # torch: only when the flow runs
+
     held, model = serving.load_model(registry, store, version, dataset)
     label_run(f"batch-recommend top-{k} from {dataset} v{held.version}", settings.tags)
     frame = catalogue.with_titles(serving.recommend_all(model, k), catalogue.item_titles(settings.data))

@@ -33,9 +33,8 @@ from flows.pipeline import (
 from flows.promotion import register_task
 from flows.server import prefect_api
 from flows.ui import ARTIFACT_PREFIX
-from {{ cookiecutter.package_name }} import sweeps, training
+from {{ cookiecutter.package_name }} import sweeps
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
-from {{ cookiecutter.package_name }}.evaluation import bootstrap_intervals, evaluate
 from {{ cookiecutter.package_name }}.settings import (
     EvaluationConfig,
     ModelConfig,
@@ -58,6 +57,9 @@ def trial_task(
     storage: StorageConfig,
 ) -> dict[str, Any]:
     import torch
+
+    from {{ cookiecutter.package_name }} import training
+    from {{ cookiecutter.package_name }}.evaluation import bootstrap_intervals, evaluate
 
     if threads:  # one core's worth per worker, so parallel trials do not fight over the cores
         torch.set_num_threads(threads)

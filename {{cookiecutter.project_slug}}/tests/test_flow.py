@@ -53,6 +53,8 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
         "metrics",
         "metrics-per-user",
         "metric-intervals",
+        "baseline-metrics",  # popularity on the same split, for the promotion judge
+        "baseline-metrics-per-user",
     }
     low, high = summary["metric_intervals"]["ndcg@10"]
     assert low <= summary["metrics"]["ndcg@10"] <= high

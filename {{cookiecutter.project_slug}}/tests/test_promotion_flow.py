@@ -12,17 +12,21 @@ import httpx
 import polars as pl
 import pytest
 
+from {{ cookiecutter.package_name }} import evaluation
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
 from {{ cookiecutter.package_name }}.artifacts.registry import CHALLENGER, CHAMPION, open_registry
 from {{ cookiecutter.package_name }}.cli import load_entrypoint
+from {{ cookiecutter.package_name }}.models import build_model
+from {{ cookiecutter.package_name }}.promotion import decide
 from {{ cookiecutter.package_name }}.serving import load_model
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.settings import ModelConfig, Settings
 
 # The flows as a worker loads them: by file path, from the project root.
 pipeline = load_entrypoint("flows/pipeline.py:pipeline")
 batch_recommend = load_entrypoint("flows/recommend.py:batch_recommend")
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
+_EVALUATE = evaluation.evaluate
 
 
 def _run(settings: Settings, **model: Any) -> dict[str, Any]:
@@ -87,6 +91,70 @@ def test_promotion_rollback_and_serving_through_the_pipeline(small_settings: Set
     # The batch output matches serving one user at a time.
     one = frame.filter(pl.col("user_id") == users[0]).drop("score")
     assert one.equals(restored.recommend(users[:1], 5).drop("score"))
+
+
+def test_the_judge_reads_stored_metrics_and_decides_as_when_it_ranked_everything(
+    small_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each decision equals the one made by ranking the challenger, the baseline and the champion again (the
+    judge's former way), number for number; it ranks only a champion evaluated on another split."""
+    ranked: list[tuple[str, bool]] = []
+
+    def counted(model: Any, *args: Any, **kwargs: Any) -> Any:
+        ranked.append((model.name, kwargs.get("as_served", False)))
+        return _EVALUATE(model, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", counted)
+    # A guard on a per-user metric as well as on coverage: both summaries are compared.
+    settings = small_settings.updated({"promotion": {"guards": {"coverage@10": 0.05, "recall@10": 0.5}}})
+
+    def judged(**model: Any) -> dict[str, Any]:
+        ranked.clear()
+        promotion = _run(settings, **model)["promotion"]
+        decision = promotion["decision"]
+        assert decision == _judged_by_ranking(settings, promotion["version"], decision), model
+        return promotion
+
+    first = judged(name="ease")  # no champion: against the baseline the evaluate task stored
+    assert first["promoted"] and first["decision"]["reference"] == "popularity baseline"
+    assert ranked == [("ease", False), ("popularity", False)]  # the evaluate task's, none by the judge
+    worse = judged(name="ease", ease={"l2": 100_000.0})  # the champion on the same split: its stored metrics
+    assert worse["decision"]["reference"] == "champion v1" and not worse["promoted"]
+    assert ranked == [("ease", False), ("popularity", False)]
+    # Other data (another seed), so another split: the champion is ranked as served on the challenger's.
+    settings = settings.updated({"seed": 7})
+    other = judged(name="ease")
+    assert other["decision"]["reference"] == "champion v1"
+    assert ranked == [("ease", False), ("popularity", False), ("ease", True)]
+
+
+def _judged_by_ranking(settings: Settings, version: int, made: dict[str, Any]) -> dict[str, Any]:
+    """The decision on `version` as the judge made it before it read stored metrics: the challenger ranked on
+    its split, then the champion as served on it or, with none, popularity fitted on its train split. Its
+    latency is the one the judge measured in `made` (a timing, not a ranking)."""
+    registry, store = (
+        open_registry(settings.registry, settings.storage),
+        open_store(settings.storage),
+    )
+    cfg, seed = settings.evaluation, settings.seed
+    champion = made["champion"]
+    candidate, model = load_model(registry, store, version, served=False)
+    train, test = (store.get_frame(ArtifactRef(**candidate.artifact(n))) for n in ("train", "test"))
+    evaluate = _EVALUATE  # not the counting one the test installs
+    challenger = evaluate(model, train, test, cfg.k, cfg.batch_size)
+    if champion is not None:
+        _, held = load_model(registry, store, champion, served=False)
+        reference = evaluate(held, train, test, cfg.k, cfg.batch_size, as_served=True)
+        label = f"champion v{champion}"
+    elif model.name == "popularity":
+        reference, label = None, "popularity baseline"
+    else:
+        baseline = build_model(ModelConfig(name="popularity")).fit(train, seed)
+        reference = evaluate(baseline, train, test, cfg.k, cfg.batch_size)
+        label = "popularity baseline"
+    latency = {k: v for k, v in made["latency"].items() if k not in ("budget_ms", "passed")}
+    policy, metric = settings.promotion, cfg.primary_metric
+    return decide(policy, metric, version, challenger, reference, label, champion, latency, seed).to_dict()
 
 
 def test_a_cached_rerun_reuses_the_version_and_keeps_its_decision(small_settings: Settings) -> None:

@@ -24,7 +24,9 @@ split): the test users are those with training events in `train`, a user the mod
 recommendations (zero on every metric), and both the model's own history and `train` are excluded.
 
 `bootstrap_intervals` gives percentile 95% intervals over users for every metric; `paired_test` compares two
-models on the same users with a paired bootstrap of the per-user differences.
+models on the same users with a paired bootstrap of the per-user differences. It needs only their `Scores`
+(per-user table and summary), which the pipeline stores for its model and for `popularity_baseline` on the
+same split, so promotion compares without ranking again.
 """
 
 from __future__ import annotations
@@ -38,17 +40,25 @@ import numpy as np
 import polars as pl
 import torch
 
-from .models import Recommender, Vocabulary
+from .models import Recommender, Vocabulary, build_model
 from .models.base import top_k
 from .settings import PER_USER_METRICS as PER_USER
+from .settings import ModelConfig
 
 _RESAMPLE_CELLS = 1 << 24  # bootstrap counts held at once (128 MB of float64)
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class Scores:
+    """What comparing two models needs of an evaluation: what the pipeline stores of it (`paired_test`,
+    `promotion.decide`)."""
+
     per_user: pl.DataFrame  # user_id, n_test, then <metric>@K for each per-user metric and K
     summary: dict[str, float]  # metric means and coverage@K, plus `users` and `users_skipped`
+
+
+@dataclass(frozen=True)
+class Evaluation(Scores):
     top_items: np.ndarray  # (users, max K) internal item indices recommended per user, -1 for an empty slot
     n_items: int
 
@@ -106,6 +116,14 @@ def evaluate(
     return Evaluation(per_user=table, summary=summary, top_items=top_items, n_items=model.n_items)
 
 
+def popularity_baseline(
+    train: pl.DataFrame, test: pl.DataFrame, ks: Sequence[int], batch_size: int = 1024, seed: int = 0
+) -> Evaluation:
+    """The popularity model fitted on `train`, evaluated on `test`: the reference a first model must beat."""
+    model = build_model(ModelConfig(name="popularity")).fit(train, seed)
+    return evaluate(model, train, test, ks, batch_size)
+
+
 def bootstrap_intervals(
     evaluation: Evaluation, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict[str, tuple[float, float]]:
@@ -157,7 +175,7 @@ class PairedTest:
 
 
 def paired_test(
-    a: Evaluation, b: Evaluation, metric: str, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
+    a: Scores, b: Scores, metric: str, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> PairedTest:
     """Paired bootstrap over the users both evaluations ranked: is model a better than model b on `metric`?
 

@@ -38,15 +38,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from .data import schema
-from .evaluation import evaluate
-from .models import Recommender
 from .settings import MonitorConfig
+
+if TYPE_CHECKING:  # torch: imported by `check` when it ranks, not by a flow that loads this module
+    from .models import Recommender
 
 EVENT_NUMERIC = ("user_history", "item_popularity", "rating")
 EVENT_CATEGORICAL = ("new_user", "new_item", "hour_of_day", "day_of_week")
@@ -178,6 +179,8 @@ def check(
     )
 
     ks = sorted({_K, int(metric.split("@")[1])}) if "@" in metric else [_K]
+    from .evaluation import evaluate
+
     now = evaluate(model, reference, current, ks, as_served=True).summary.get(metric, float("nan"))
     before = registered.get(metric, float("nan"))
     performance = {"metric": metric, "registered": before, "current": now, "decay": before - now}

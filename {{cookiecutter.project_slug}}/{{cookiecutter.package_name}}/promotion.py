@@ -1,7 +1,8 @@
 """The promotion policy: may a newly trained model (the challenger) replace the champion?
 
-Pure: it takes evaluations that were computed on the challenger's own split and returns a `Decision` with its
-numbers and a reason a person can read. The rules, in order:
+Pure: it takes evaluations (their `Scores`: per-user metrics and summary) that were computed on the
+challenger's own split and returns a `Decision` with its numbers and a reason a person can read. The rules,
+in order:
 
 1. Against the champion, judged on the same test users (the champion ranked as served, see
    `evaluation.evaluate(as_served=True)`): the paired-bootstrap interval of the per-user difference on the
@@ -16,10 +17,12 @@ numbers and a reason a person can read. The rules, in order:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .evaluation import Evaluation, paired_test
 from .settings import PromotionConfig
+
+if TYPE_CHECKING:  # evaluation imports torch: the pipeline's flow module loads this one without it
+    from .evaluation import Scores
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ def decide(
     policy: PromotionConfig,
     metric: str,
     version: int,
-    challenger: Evaluation,
-    reference: Evaluation | None,
+    challenger: Scores,
+    reference: Scores | None,
     reference_label: str,
     champion: int | None,
     latency: dict[str, Any],
@@ -86,6 +89,8 @@ def decide(
     """Apply the policy. `reference` is the champion's (or, with no champion, popularity's) evaluation on the
     challenger's split; None when the challenger is itself the popularity baseline and there is no champion.
     """
+    from .evaluation import paired_test
+
     failures: list[str] = []
     comparison: dict[str, Any] = {"margin": policy.margin, "confidence": policy.confidence}
     guards: list[dict[str, Any]] = []

@@ -22,7 +22,6 @@ import numpy as np
 import polars as pl
 import torch
 
-from . import training
 from .artifacts import ArtifactRef, ArtifactStore, runs
 from .artifacts.registry import CHAMPION, ModelVersion, Registry, VersionNotFound
 from .models import Recommender
@@ -65,6 +64,8 @@ def refit_for_serving(
     Same model config and seed as its run (from the run's manifest), its torch thread count, and the evaluated
     model's own hyperparameters (see `training.refit`), so the refit is reproducible from the registry.
     """
+    from . import training  # the refit only: `recommend` loads this module and needs none of training
+
     held = registry.get(version)
     if held.serving is not None:
         return held.serving, False

@@ -1,0 +1,85 @@
+"""What a command or a flow module imports when it starts: heavy libraries only where they are used.
+
+torch is for training and ranking, Great Expectations for validation, Evidently for drift reports, Prefect
+for the flows. Loading a flow file (as a worker or `serve` does) must not import torch, GX or Evidently; the
+CLI's own start and the commands that read the store or the registry import none of them, and `recommend`
+(the registry, the store and a model) needs torch but no Prefect. Each check runs in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "{{ cookiecutter.package_name }}"
+HEAVY = ("torch", "prefect", "great_expectations", "evidently", "sqlalchemy")
+_PROBE = f"""
+import json, sys
+def heavy():
+    return sorted(set(name.split(".")[0] for name in sys.modules) & set({HEAVY!r}))
+seen = dict()
+"""
+
+
+def _probe(code: str, tmp_path: Path) -> dict[str, list[str]]:
+    """Run `code` after the probe in a fresh interpreter from the project root; what it noted in `seen`."""
+    out = tmp_path / "seen.json"
+    script = _PROBE + code + f"\nopen({str(out)!r}, 'w').write(json.dumps(seen))\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3_000:]
+    return json.loads(out.read_text())
+
+
+def test_the_cli_starts_and_reads_the_store_without_heavy_libraries(tmp_path: Path) -> None:
+    store = f"storage.uri={tmp_path / 'artifacts'}"
+    seen = _probe(
+        f"""
+from {PACKAGE} import cli
+seen["import"] = heavy()
+for args in (["--help"], ["config"], ["runs", "--set", {store!r}], ["models", "list", "--set", {store!r}]):
+    try:
+        cli.app(args, prog_name="cli")
+    except SystemExit:
+        pass
+    seen[" ".join(a for a in args if not a.startswith(("-", "storage")))] = heavy()
+""",
+        tmp_path,
+    )
+    assert seen == {"import": [], "": [], "config": [], "runs": [], "models list": ["sqlalchemy"]}
+
+
+def test_loading_a_flow_file_imports_prefect_but_not_torch_gx_or_evidently(tmp_path: Path) -> None:
+    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "flows").glob("*.py"))
+    seen = _probe(
+        f"""
+from prefect.utilities.importtools import load_script_as_module
+for path in {files!r}:
+    load_script_as_module(path)  # as Prefect loads an entrypoint
+    seen[path] = heavy()
+""",
+        tmp_path,
+    )
+    # One interpreter loads them in turn: a file that imported one of these would show it from there on.
+    unwanted = {"torch", "great_expectations", "evidently"}
+    assert {path: set(found) & unwanted for path, found in seen.items()} == {path: set() for path in files}
+    assert all("prefect" in found for path, found in seen.items() if path != "flows/__init__.py")
+
+
+def test_recommend_needs_torch_but_not_prefect(tmp_path: Path) -> None:
+    seen = _probe(
+        f"""
+from {PACKAGE} import catalogue, cli, serving  # what `recommend --user` imports
+seen["recommend"] = heavy()
+""",
+        tmp_path,
+    )
+    assert seen == {"recommend": ["sqlalchemy", "torch"]}
