@@ -191,7 +191,7 @@ def test_simulate_shows_training_quarantine_and_drift_retrain(
 def test_run_killed_during_training_leaves_no_partial_artifact_and_the_next_run_reuses_finished_steps(
     tmp_path: Path,
 ) -> None:
-    """SIGKILL (the run and its temporary Prefect server) once training has saved a checkpoint."""
+    """SIGKILL (the run, in a session of its own) once training has saved a checkpoint."""
     import hashlib
     import signal
     import time
