@@ -79,7 +79,7 @@ def test_scale_script_prints_the_table_at_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     script = PROJECT_ROOT / "benchmarks" / "scale.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--sizes", "10k", "--epochs", "1", "--json", str(out)],
+        [sys.executable, str(script), "--sizes", "10k", "--epochs", "1", "--challenger", "--json", str(out)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -91,8 +91,9 @@ def test_scale_script_prints_the_table_at_a_tiny_size(tmp_path: Path) -> None:
     for step in ("ingest", "validate", "split", "train", "evaluate", "record", "promotion", "**total**"):
         assert f"| {step} |" in done.stdout, step
     result = json.loads(out.read_text())["10k"]
-    # Every task of the manifest carries its peak memory; record and promotion come from the flow's result.
-    assert set(result["steps"]) == {
+    # Every task of the manifest carries its peak memory; record and promotion come from the flow's result,
+    # promotion's parts from the registry. The second run (--challenger) reports the same steps.
+    once = {
         "inspect-inputs",
         "ingest",
         "validate",
@@ -101,6 +102,10 @@ def test_scale_script_prints_the_table_at_a_tiny_size(tmp_path: Path) -> None:
         "evaluate",
         "record",
         "promotion",
+        "promotion: refit for serving",
+        "promotion: register and judge",
     }
+    assert set(result["steps"]) == once | {f"{step} (2nd run)" for step in once}
+    assert "| evaluate (2nd run) |" in done.stdout
     assert all(step["peak_rss_mb"] > 0 for step in result["steps"].values())
     assert result["process_peak_rss_mb"] >= max(step["peak_rss_mb"] for step in result["steps"].values())
