@@ -126,3 +126,52 @@ def postgres_database(postgres: str) -> Callable[[str], str]:
         return f"{postgres.replace('postgresql://', f'postgresql+{driver}://', 1)}/{name}"
 
     return create
+
+
+# -- Test tiers ---------------------------------------------------------------------------------------------
+# Every test is in exactly one tier, the heaviest thing it needs (pyproject.toml lists them; README, "Tests"):
+#   unit      the pure core and in-process commands that run no flow: `make test-fast`
+#   flow      flows on the session's Prefect server: any test using the prefect_server fixture
+#   e2e       real processes that start servers of their own, `serve`, workers, `simulate`: marked e2e
+#   postgres  needs PostgreSQL, whatever else it runs: the postgres / postgres_database fixtures, or the mark
+#             where a test asks for them only at run time (request.getfixturevalue)
+# A module's `pytestmark = pytest.mark.unit` is the default of its tests; a test that uses prefect_server in
+# it is still flow. A test that neither uses those fixtures nor has a tier mark fails collection, so a new
+# test gets one. Under pytest-xdist, the PostgreSQL tests share one worker (one server for them all) and the
+# heaviest tiers are handed out first, so the longest tests do not start last.
+TIERS = ("unit", "flow", "e2e", "postgres")  # lightest to heaviest
+_TIER_OF_FIXTURE = {"prefect_server": "flow", "postgres": "postgres", "postgres_database": "postgres"}
+
+# pytest-xdist's workers inherit the controller's environment, and so the Prefect home chosen at the top
+# (whose prefect.db the commands' temporary servers share): each worker gets its own inside it. This module
+# is imported before any test module imports Prefect.
+if _WORKER := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["PREFECT_HOME"] = str(Path(os.environ["PREFECT_HOME"]) / _WORKER)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+def _tier(item: pytest.Item) -> str | None:
+    named = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+    fixtures = getattr(item, "fixturenames", ())
+    named |= {_TIER_OF_FIXTURE[name] for name in fixtures if name in _TIER_OF_FIXTURE}
+    return max(named, key=TIERS.index) if named else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects and before pytest-xdist reads xdist_group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tiers = {item: _tier(item) for item in items}
+    for item in [item for item, tier in tiers.items() if tier is None]:  # a collection error each, as a
+        # failed import would be (pytest stops before running anything; pytest-xdist reports it from a worker)
+        message = f"{item.nodeid} has no tier: mark it unit or e2e (see TIERS in tests/conftest.py)"
+        config.hook.pytest_collectreport(report=pytest.CollectReport(item.nodeid, "failed", message, []))
+        items.remove(item)
+        del tiers[item]
+    for item, tier in tiers.items():
+        # One tier mark per test, on the test itself, so that `-m unit` selects exactly the unit tier.
+        for node in item.listchain():
+            node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in TIERS]
+        item.add_marker(tier)
+        if tier == "postgres":
+            item.add_marker(pytest.mark.xdist_group("postgres"))
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: every worker sorts alike
+        items.sort(key=lambda item: -TIERS.index(tiers[item]))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from {{ cookiecutter.package_name }}.alerts import DECAY, Acknowledgement, should_emit, signals
 from {{ cookiecutter.package_name }}.monitoring import DriftCheck
+
+pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)

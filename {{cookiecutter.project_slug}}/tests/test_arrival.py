@@ -30,6 +30,8 @@ from {{ cookiecutter.package_name }}.data.synthetic import generate
 from {{ cookiecutter.package_name }}.ingestion import GONE, STILL_ARRIVING, ingest_batch
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, PACKAGE, Settings, SyntheticConfig, load_settings
 
+pytestmark = pytest.mark.unit
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"
 NOW = 1_800_000_000

@@ -7,6 +7,8 @@ import pytest
 
 from {{ cookiecutter.package_name }}.artifacts import ArtifactCorrupted, ArtifactStore
 
+pytestmark = pytest.mark.unit
+
 
 def test_ids_are_content_hashes_and_puts_are_idempotent(tmp_path: Path) -> None:
     store = ArtifactStore(str(tmp_path))

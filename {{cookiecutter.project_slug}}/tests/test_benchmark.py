@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package_name }}.cli import app
+
+pytestmark = pytest.mark.unit
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 

@@ -14,6 +14,8 @@ from {{ cookiecutter.package_name }}.models import build_model
 from {{ cookiecutter.package_name }}.serving import most_popular, recommend_users
 from {{ cookiecutter.package_name }}.settings import DataConfig, ItemsConfig, ModelConfig
 
+pytestmark = pytest.mark.unit
+
 
 def _movielens(directory: Path, name: str, text: str, encoding: str = "utf-8") -> DataConfig:
     directory.mkdir()

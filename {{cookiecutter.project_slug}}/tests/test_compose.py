@@ -22,6 +22,8 @@ from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.artifacts.registry import registry_url
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, Settings, load_settings
 
+pytestmark = pytest.mark.unit
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = PROJECT_ROOT / "deployments"
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"

@@ -11,6 +11,8 @@ from {{ cookiecutter.package_name }}.data.split import random_split, split, temp
 from {{ cookiecutter.package_name }}.data.synthetic import generate
 from {{ cookiecutter.package_name }}.settings import DataConfig, SplitConfig, SyntheticConfig
 
+pytestmark = pytest.mark.unit
+
 SMALL = SyntheticConfig(n_users=400, n_items=300, n_interactions=10_000)
 
 

@@ -30,6 +30,8 @@ from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.data.synthetic import generate
 from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings, StorageConfig, SyntheticConfig, load_settings
 
+pytestmark = pytest.mark.unit
+
 # The flows as a worker loads them: by file path, from the project root.
 LANDING_RESOURCE = load_entrypoint("flows/schedule.py:LANDING_RESOURCE")
 build_deployments = load_entrypoint("flows/schedule.py:build_deployments")

@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, PACKAGE, load_settings
 
+pytestmark = pytest.mark.unit
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"
 SMALL = {"n_users": 300, "n_items": 200, "n_interactions": 5_000}

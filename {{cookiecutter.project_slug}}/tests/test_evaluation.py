@@ -11,6 +11,8 @@ from {{ cookiecutter.package_name }}.evaluation import evaluate
 from {{ cookiecutter.package_name }}.models import build_model
 from {{ cookiecutter.package_name }}.settings import ModelConfig
 
+pytestmark = pytest.mark.unit
+
 
 def _frame(pairs: list[tuple[int, int]]) -> pl.DataFrame:
     return pl.DataFrame(

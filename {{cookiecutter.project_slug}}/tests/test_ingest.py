@@ -17,6 +17,8 @@ from {{ cookiecutter.package_name }}.data.synthetic import generate
 from {{ cookiecutter.package_name }}.ingestion import ingest_batch
 from {{ cookiecutter.package_name }}.settings import Settings, SyntheticConfig, load_settings
 
+pytestmark = pytest.mark.unit
+
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 NOW = 1_800_000_000
 EVENTS = generate(SyntheticConfig(n_users=150, n_items=100, n_interactions=1_200), seed=5)

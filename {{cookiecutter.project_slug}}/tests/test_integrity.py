@@ -18,6 +18,8 @@ from {{ cookiecutter.package_name }}.artifacts.registry import open_registry
 from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings
 
+pytestmark = pytest.mark.unit
+
 pipeline = load_entrypoint("flows/pipeline.py:pipeline")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

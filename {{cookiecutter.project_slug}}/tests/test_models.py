@@ -12,6 +12,8 @@ import torch
 from {{ cookiecutter.package_name }}.models import MODELS, Recommender, build_model
 from {{ cookiecutter.package_name }}.settings import BPRConfig, ModelConfig
 
+pytestmark = pytest.mark.unit
+
 USERS = [10, 500, 7, 42, 99, 3]
 ITEMS = [1000, 20, 333, 4, 58, 71, 860]
 

@@ -16,6 +16,8 @@ from {{ cookiecutter.package_name }}.settings import ModelConfig, MonitorConfig,
 from {{ cookiecutter.package_name }}.simulation import plan_batches, shift
 from {{ cookiecutter.package_name }}.training import train
 
+pytestmark = pytest.mark.unit
+
 EVENTS = generate(SyntheticConfig(n_users=600, n_items=300, n_interactions=30_000, days=60), seed=3).sort(
     "timestamp", "user_id", "item_id"
 )

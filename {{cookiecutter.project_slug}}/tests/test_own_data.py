@@ -26,6 +26,8 @@ from {{ cookiecutter.package_name }}.monitoring import new_events
 from {{ cookiecutter.package_name }}.report import metrics_caveat
 from {{ cookiecutter.package_name }}.settings import Settings, SplitConfig, SyntheticConfig, dotted_overrides, load_settings
 
+pytestmark = pytest.mark.unit
+
 PACKAGE = "{{ cookiecutter.package_name }}"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"

@@ -12,6 +12,8 @@ from {{ cookiecutter.package_name }}.models import build_model
 from {{ cookiecutter.package_name }}.promotion import decide
 from {{ cookiecutter.package_name }}.settings import ModelConfig, PromotionConfig, SplitConfig, SyntheticConfig
 
+pytestmark = pytest.mark.unit
+
 KS = [10]
 FAST = {"ms_per_1k": 5.0, "users": 1000.0, "k": 10.0}
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from {{ cookiecutter.package_name }}.data import sources
 from {{ cookiecutter.package_name }}.data.split import random_split, temporal_split
 from {{ cookiecutter.package_name }}.evaluation import evaluate
 from {{ cookiecutter.package_name }}.settings import DataConfig, ModelConfig, SyntheticConfig
 from {{ cookiecutter.package_name }}.training import train
+
+pytestmark = pytest.mark.unit
 
 
 def _ndcg(name: str, parts, seed: int = 42) -> float:

@@ -41,6 +41,8 @@ from {{ cookiecutter.package_name }}.artifacts.registry import (
 )
 from {{ cookiecutter.package_name }}.settings import RegistryConfig, StorageConfig
 
+pytestmark = pytest.mark.unit
+
 
 def manifest(
     run: str, model: str = "ease", ndcg: float = 0.3, content: str | None = None, dataset: str = "ds"
@@ -245,7 +247,7 @@ def test_default_url_is_a_sqlite_file_at_the_local_store_root(tmp_path: Path) ->
     assert "s3cret" not in str(given.model_dump())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A new registry database several processes can share: a SQLite file, or a database on PostgreSQL."""
     if request.param == "sqlite":

@@ -21,6 +21,8 @@ from {{ cookiecutter.package_name }}.artifacts.runs import (
     write_manifest,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _entry(name: str, task: str, parents: list[str]) -> dict:
     digest = (name * 64)[:64].encode().hex()[:64]

@@ -13,6 +13,8 @@ from conftest import S3_SECRET as SECRET
 from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, StorageConfig, load_settings
 
+pytestmark = pytest.mark.unit
+
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 

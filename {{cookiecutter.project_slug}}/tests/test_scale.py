@@ -20,6 +20,8 @@ from {{ cookiecutter.package_name }}.models import build_model
 from {{ cookiecutter.package_name }}.resources import PeakMemory
 from {{ cookiecutter.package_name }}.settings import ModelConfig, SplitConfig, SyntheticConfig
 
+pytestmark = pytest.mark.unit
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 

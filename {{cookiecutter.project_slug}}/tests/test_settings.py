@@ -14,6 +14,8 @@ from {{ cookiecutter.package_name }}.settings import (
     settings_for_flow,
 )
 
+pytestmark = pytest.mark.unit
+
 _CHOSEN = {"model": {"name"}, "storage": True}  # answers given when the project was generated
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 

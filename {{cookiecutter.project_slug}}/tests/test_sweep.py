@@ -14,6 +14,8 @@ from {{ cookiecutter.package_name }}.artifacts.registry import CHALLENGER, CHAMP
 from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.settings import ModelConfig, SweepTrials, load_settings
 
+pytestmark = pytest.mark.unit
+
 # The flows as a worker loads them: by file path, from the project root.
 ARTIFACT_PREFIX = load_entrypoint("flows/ui.py:ARTIFACT_PREFIX")
 run_sweep = load_entrypoint("flows/sweep.py:run_sweep")

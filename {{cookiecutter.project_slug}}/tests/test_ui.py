@@ -29,6 +29,8 @@ from {{ cookiecutter.package_name }}.cli import load_entrypoint
 from {{ cookiecutter.package_name }}.data.synthetic import generate
 from {{ cookiecutter.package_name }}.settings import StorageConfig, SyntheticConfig, load_settings
 
+pytestmark = pytest.mark.unit
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"
 LINK = re.compile(r"\]\((https?://[^)]+)\)")

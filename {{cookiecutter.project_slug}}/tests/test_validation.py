@@ -7,6 +7,8 @@ from {{ cookiecutter.package_name }}.data.synthetic import generate
 from {{ cookiecutter.package_name }}.settings import SyntheticConfig, ValidationConfig
 from {{ cookiecutter.package_name }}.validation import validate
 
+pytestmark = pytest.mark.unit
+
 NOW = 1_800_000_000
 CFG = ValidationConfig()
 
