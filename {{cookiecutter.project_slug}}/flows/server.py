@@ -11,6 +11,8 @@ in a session of its own, so it outlives the command that started it, Ctrl-C incl
   when its holder is SIGKILLed), and whoever waits for the lock then finds the server recorded.
 - A recorded server that is gone, or does not answer, is replaced. The pid is checked together with the
   process's start time, so a pid the system reused for something else is never taken for the server.
+- A server whose record no longer names it (`.prefect/` deleted, as by `git clean -fdx`, or the record
+  replaced) stops on its own within seconds: nothing is left running that no command can find.
 - A configured PREFECT_API_URL wins: that server is used and none is started.
 
 Prefect is imported only to start or use a server, so `server status` and `server stop` stay quick.
@@ -36,6 +38,7 @@ import psutil
 
 SERVER_DIR = ".prefect"  # in the project root, git- and docker-ignored
 STARTUP_TIMEOUT = 90.0  # a cold start (database created and migrated) takes 10-15 s on two cores, 26 s loaded
+_RECORD_CHECK_SECONDS = 5.0  # how often the server checks that its record still names it
 
 
 class ServerError(RuntimeError):
@@ -126,19 +129,11 @@ def stop_server(root: Path) -> ServerState | None:
 
 
 def _start(home: Path, timeout: float) -> ServerState:
-    import prefect
-
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    # Prefect's own `prefect server start --background` command (UI and services on), in a session of its
+    # This file run as a script (`_serve`; -P: flows/ is not put on its import path), in a session of its
     # own: it does not get the terminal's Ctrl-C, nor a parent-death signal.
-    command = [
-        sys.executable, "-m", "uvicorn",
-        "--app-dir", str(prefect.__module_path__.parent),
-        "--factory", "prefect.server.api.server:create_app",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning",
-    ]  # fmt: skip
+    command = [sys.executable, "-P", str(Path(__file__).resolve()), str(home), str(port)]
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(home), PREFECT__SERVER_FINAL="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     with (home / "server.log").open("ab") as log:
@@ -257,3 +252,31 @@ def _alive(process: subprocess.Popen[bytes] | psutil.Process) -> bool:
     if isinstance(process, psutil.Process):
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     return process.poll() is None
+
+
+def _serve(home: Path, port: int) -> None:
+    """The server process: what `prefect server start` runs (API, UI, services), until it is stopped or its
+    record no longer names it."""
+    import threading
+
+    import uvicorn
+
+    config = uvicorn.Config(
+        "prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+
+    def watch_record() -> None:
+        while not server.should_exit:
+            time.sleep(_RECORD_CHECK_SECONDS)
+            state = read_state(home)
+            if state is None or state.pid != os.getpid():
+                print(f"{home / 'server.json'} no longer names this server (pid {os.getpid()}): stopping")
+                server.should_exit = True
+
+    threading.Thread(target=watch_record, daemon=True).start()
+    server.run()
+
+
+if __name__ == "__main__":
+    _serve(Path(sys.argv[1]), int(sys.argv[2]))

@@ -1,6 +1,7 @@
 """The project's Prefect server over the commands' lifetimes: the first command that needs it starts it, later
 ones reuse it, `server stop` leaves nothing behind, concurrent first use ends with one server, a killed
-command leaves no process but the recorded server, a stale record is replaced. Real processes, in a copy of
+command leaves no process but the recorded server, a stale record is replaced, a server without its record
+stops. Real processes, in a copy of
 the project without PREFECT_API_URL: what is tested is what processes and the kernel do."""
 
 from __future__ import annotations
@@ -136,13 +137,23 @@ def test_the_first_command_starts_the_server_the_next_reuses_it_and_stop_ends_it
 
 
 @pytest.mark.e2e
-def test_commands_that_start_it_at_the_same_moment_end_with_one_server(project: Path) -> None:
+def test_commands_that_start_it_at_the_same_moment_end_with_one_server_which_stops_without_its_record(
+    project: Path,
+) -> None:
     starters = [_start(project, "server", "start") for _ in range(3)]
     printed = [starter.communicate(timeout=600)[0] for starter in starters]
     assert all(starter.returncode == 0 for starter in starters), printed
     state = _state(project)
     assert all(f"pid {state['pid']}" in line for line in printed), printed
     assert [s.pid for s in _servers(project)] == [state["pid"]]
+
+    # Its record gone with .prefect/ (`git clean -fdx`, the project deleted): it stops on its own.
+    server = psutil.Process(state["pid"])
+    shutil.rmtree(project / ".prefect")
+    deadline = time.monotonic() + 30
+    while _group(server) is not None:
+        assert time.monotonic() < deadline, "the server outlived its record"
+        time.sleep(0.2)
 
 
 @pytest.mark.e2e
@@ -214,7 +225,7 @@ def test_a_stale_record_is_replaced_and_a_server_whose_starter_was_killed_is_reu
     assert [s.pid for s in _servers(project)] == [state["pid"]]
 
 
-@pytest.mark.unit
+@pytest.mark.e2e
 def test_a_child_started_to_die_with_its_parent_does(tmp_path: Path) -> None:
     """`dies_with_parent`, as `served` (flows/simulate.py) starts its children."""
     parent_code = textwrap.dedent(
