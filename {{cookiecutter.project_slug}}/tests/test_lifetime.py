@@ -1,8 +1,8 @@
 """The project's Prefect server over the commands' lifetimes: the first command that needs it starts it, later
 ones reuse it, `server stop` leaves nothing behind, concurrent first use ends with one server, a killed
 command leaves no process but the recorded server, a stale record is replaced, a server without its record
-stops. Real processes, in a copy of
-the project without PREFECT_API_URL: what is tested is what processes and the kernel do."""
+stops. Real processes, in a copy of the project without PREFECT_API_URL: what is tested is what processes
+and the kernel do."""
 
 from __future__ import annotations
 
