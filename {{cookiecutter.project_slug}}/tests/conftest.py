@@ -130,9 +130,12 @@ def postgres_database(postgres: str) -> Callable[[str], str]:
 
 # -- Test tiers ---------------------------------------------------------------------------------------------
 # Every test is in exactly one tier, the heaviest thing it needs (pyproject.toml lists them; README, "Tests"):
-#   unit      the pure core and in-process commands that run no flow: `make test-fast`
-#   flow      flows on the session's Prefect server: any test using the prefect_server fixture
-#   e2e       real processes that start servers of their own, `serve`, workers, `simulate`: marked e2e
+#   unit      in the test's own process, on small data, no server: the pure core and in-process commands
+#             that run no flow (`make test-fast`)
+#   flow      flows on the session's Prefect server, in process or by a command pointed at it: any test that
+#             uses the prefect_server fixture
+#   e2e       real processes (commands as subprocesses, processes that race or are killed, servers of their
+#             own, `serve`, workers, `simulate`) and whole commands on full-size data: marked e2e
 #   postgres  needs PostgreSQL, whatever else it runs: the postgres / postgres_database fixtures, or the mark
 #             where a test asks for them only at run time (request.getfixturevalue)
 # A module's `pytestmark = pytest.mark.unit` is the default of its tests; a test that uses prefect_server in

@@ -30,7 +30,7 @@ from {{ cookiecutter.package_name }}.data.synthetic import generate
 from {{ cookiecutter.package_name }}.ingestion import GONE, STILL_ARRIVING, ingest_batch
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, PACKAGE, Settings, SyntheticConfig, load_settings
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.e2e
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = PROJECT_ROOT / "configs" / "default.yaml"

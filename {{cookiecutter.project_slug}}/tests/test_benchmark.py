@@ -24,6 +24,7 @@ def _benchmark(out: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.e2e
 def test_benchmark_writes_results_plots_and_repeats_exactly(tmp_path: Path) -> None:
     args = ("--protocol", "temporal-80-20", "--seed", "3", "--models", "popularity,ease,ials")
     code, out = _benchmark(tmp_path / "a.json", *args)

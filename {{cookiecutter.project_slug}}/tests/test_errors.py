@@ -122,6 +122,7 @@ def test_the_error_line_holds_no_password(url: str) -> None:
     assert code == 2 and "s3cret" not in err and "registry.url" in err
 
 
+@pytest.mark.e2e
 def test_a_real_process_prints_one_line_and_the_traceback_only_when_verbose(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("a: [b\n")
     command = [sys.executable, "-m", PACKAGE, "config", "-c", str(tmp_path / "bad.yaml")]

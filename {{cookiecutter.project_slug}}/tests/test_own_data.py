@@ -200,6 +200,7 @@ def _preflight_lines(project: Path, args: list[str]) -> list[str]:
     ],
     ids=["position", "separator", "same column", "rating column", "rating range", "unit", "header", "split"],
 )
+@pytest.mark.e2e
 def test_a_wrong_data_setting_is_one_line_naming_it(
     change: list[str], expected: str, events: pl.DataFrame, project: Path
 ) -> None:
@@ -243,6 +244,7 @@ def test_few_evaluable_users_is_said_with_a_split_that_fits() -> None:
 # -- the commands as written ---------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_benchmark_on_a_tab_separated_file_without_times(events: pl.DataFrame, project: Path) -> None:
     file = _user_artists(events, project / "user_artists.dat")
     args = ["--protocol", "random-80-20", "--seed", "42", "--models", "popularity,ease", "--out", "b.json"]

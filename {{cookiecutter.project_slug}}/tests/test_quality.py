@@ -12,7 +12,7 @@ from {{ cookiecutter.package_name }}.evaluation import evaluate
 from {{ cookiecutter.package_name }}.settings import DataConfig, ModelConfig, SyntheticConfig
 from {{ cookiecutter.package_name }}.training import train
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.e2e
 
 
 def _ndcg(name: str, parts, seed: int = 42) -> float:

@@ -247,7 +247,12 @@ def test_default_url_is_a_sqlite_file_at_the_local_store_root(tmp_path: Path) ->
     assert "s3cret" not in str(given.model_dump())
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.e2e),  # processes that race
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+    ]
+)
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A new registry database several processes can share: a SQLite file, or a database on PostgreSQL."""
     if request.param == "sqlite":
