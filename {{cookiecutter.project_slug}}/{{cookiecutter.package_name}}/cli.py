@@ -829,7 +829,7 @@ def monitor(
 def serve(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Serve every deployment on this machine: nightly retrain, hourly monitor, on-new-data, on-drift.
 
-    Needs a Prefect server (PREFECT_API_URL); runs until interrupted.
+    Reports to PREFECT_API_URL, or to the project's server (`server status`); runs until interrupted.
     """
     settings = _load(config, _cli_overrides(pairs=set_ or []))
     serve_all = load_entrypoint("flows/schedule.py:serve_all")
