@@ -26,8 +26,8 @@ demo: setup  ## Bake a project with the default answers, install it and run its 
 	$(MAKE) -C $(DEMO) setup run
 	@echo "The demo project is in $(DEMO): cd there and try 'make test' or '.venv/bin/my_recommender --help'."
 
-test: setup  ## Run the whole test suite (template tests and the baked projects' own suites)
-	$(BIN)/python -m pytest
+test: setup  ## Run the whole test suite (template tests and the baked projects' own suites), two at a time
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: setup  ## Lint the template's own code
 	$(BIN)/ruff check --config pyproject.toml .

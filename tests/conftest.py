@@ -70,3 +70,9 @@ def baked_files(project: Path) -> set[str]:
 @pytest.fixture(scope="session")
 def ml100k_dir() -> Path | None:
     return ML100K if (ML100K / "u.data").is_file() else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The baked projects' suites first: under `make test`'s two processes each starts one at once, and the
+    quick tests fill in around them (`--dist loadgroup` hands tests out one at a time, in this order)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
