@@ -55,13 +55,15 @@ def test_a_failure_while_judging_marks_the_run_failed_and_retires_its_version_un
         open_registry(small_settings.registry, small_settings.storage),
     )
     champion = registry.get(CHAMPION)
-    # The champion's model file goes missing: the next run cannot compare with it.
+    # The champion's model file goes missing: the next run, on another split (so the judge must rank the
+    # champion rather than read its stored scores), cannot compare with it.
     model_ref = ArtifactRef(**champion.artifact("model"))
     weights = store.get_bytes(model_ref)
     (model_path,) = (Path(store.root) / "objects" / model_ref.id[:2]).glob(f"{model_ref.id}*")
     model_path.unlink()
+    other_split = small_settings.updated({"split": {"test_fraction": 0.3}})
 
-    failed = _run(small_settings, "ease")
+    failed = _run(other_split, "ease")
     assert failed.is_failed()
     (latest,) = [m for m in runs_catalog.list_runs(store) if m["model"] == "ease"]
     status = latest["status"]
@@ -78,7 +80,7 @@ def test_a_failure_while_judging_marks_the_run_failed_and_retires_its_version_un
     # The champion's file is back: the same model on the same data reuses version 2 and judges it now.
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model_path.write_bytes(weights)
-    again = _run(small_settings, "ease")
+    again = _run(other_split, "ease")
     assert again.is_completed(), again.message
     promotion = again.result()["promotion"]
     assert promotion["version"] == version and promotion["reused"] and "decision" in promotion

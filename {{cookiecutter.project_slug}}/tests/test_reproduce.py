@@ -40,7 +40,7 @@ def synthetic_run(tmp_path: Path) -> Path:
 def test_reproduce_passes_bit_for_bit(synthetic_run: Path) -> None:
     code, out = _reproduce(synthetic_run, "latest")
     assert code == 0, out
-    assert "reproduced: all 8 artifact ids match" in out
+    assert "reproduced: all 10 artifact ids match" in out
 
 
 def test_changed_seed_is_named(synthetic_run: Path) -> None:

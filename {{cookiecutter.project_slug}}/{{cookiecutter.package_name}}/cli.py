@@ -100,6 +100,11 @@ def _options(
     ] = False,
 ) -> None:
     ctx.call_on_close(_WarningLines.install())
+    # Rich reads COLUMNS when a console is made (at import); a command run later in the same process (tests,
+    # scripts) follows the COLUMNS it runs with.
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        console.width = err.width = int(columns)
     token = _COMMAND.set(ctx)
     ctx.call_on_close(lambda: _COMMAND.reset(token))
 
