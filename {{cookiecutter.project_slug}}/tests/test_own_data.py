@@ -267,9 +267,9 @@ def test_benchmark_on_a_tab_separated_file_without_times(events: pl.DataFrame, p
 @pytest.mark.usefixtures("prefect_server")
 def test_run_on_a_headerless_double_colon_file(events: pl.DataFrame, project: Path) -> None:
     file = _ratings_dat(events, project / "ratings.dat")
-    result = _cli(
-        "run", "--source", "file", "--path", str(file), *RATINGS_DAT, "--model", "popularity", cwd=project
-    )
+    args = ["--source", "file", "--path", str(file), *RATINGS_DAT, "--model", "popularity"]
+    local = ["--set", "storage.uri=artifacts"]  # the copy's own folder, whatever the bake's default store
+    result = _cli("run", *args, *local, cwd=project)
     assert result.returncode == 0, result.stderr
     assert "dataset ratings (source=file)" in result.stdout
     assert f"dataset: {events.height:,} interactions" in result.stdout
