@@ -140,8 +140,11 @@ def postgres_database(postgres: str) -> Callable[[str], str]:
 #             where a test asks for them only at run time (request.getfixturevalue)
 # A module's `pytestmark = pytest.mark.unit` is the default of its tests; a test that uses prefect_server in
 # it is still flow. A test that neither uses those fixtures nor has a tier mark fails collection, so a new
-# test gets one. Under pytest-xdist, the PostgreSQL tests share one worker (one server for them all) and the
-# heaviest tiers are handed out first, so the longest tests do not start last.
+# test gets one. Under pytest-xdist (`make test`: `--dist loadgroup`, which hands tests out a few at a time in
+# this order) the heaviest tiers go first, so the longest tests do not start last. Each worker that runs a
+# PostgreSQL test starts its own server (the session fixture), and each test makes its own databases.
+# (pytest-xdist 3.8.0's xdist_group does nothing under pytest 9, which no longer reads Item._nodeid: a group
+# of tests that must share a worker would need a newer pytest-xdist.)
 TIERS = ("unit", "flow", "e2e", "postgres")  # lightest to heaviest
 _TIER_OF_FIXTURE = {"prefect_server": "flow", "postgres": "postgres", "postgres_database": "postgres"}
 
@@ -164,7 +167,7 @@ def _tier(item: pytest.Item) -> str | None:
     return max(named, key=TIERS.index) if named else None
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` selects and before pytest-xdist reads xdist_group
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tiers = {item: _tier(item) for item in items}
     for item in [item for item, tier in tiers.items() if tier is None]:  # a collection error each, as a
@@ -178,7 +181,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for node in item.listchain():
             node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in TIERS]
         item.add_marker(tier)
-        if tier == "postgres":
-            item.add_marker(pytest.mark.xdist_group("postgres"))
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: every worker sorts alike
         items.sort(key=lambda item: -TIERS.index(tiers[item]))
