@@ -194,11 +194,14 @@ def test_after_promotion_nobody_is_recommended_an_item_they_have_and_unknown_use
 def test_ml100k_serves_unseen_items_with_titles(tmp_path: Path, ml100k: Path) -> None:
     data = ["data.source=movielens", f"data.path={ml100k}", f"storage.uri={tmp_path / 'artifacts'}"]
     # A random split: EASE clearly beats popularity there (the temporal cut leaves few users to judge on).
+    # No latency budget: what is served is the point here, and a loaded machine can rank slowly.
     settings = load_settings(
         [PROJECT_ROOT / "configs" / "default.yaml"], _nested([*data, "split.strategy=random"])
-    )
+    ).updated({"promotion": {"latency_budget_ms": None}})
     run = _run(settings, "ease")
-    assert run["promotion"]["promoted"] and run["promotion"]["dataset"] == "ml-100k"
+    promotion = run["promotion"]
+    assert promotion["promoted"], promotion.get("decision", {}).get("reason")
+    assert promotion["dataset"] == "ml-100k"
     registry, store = open_registry(settings.registry, settings.storage), open_store(settings.storage)
     champion = registry.get(CHAMPION, "ml-100k")
     snapshot = store.get_frame(ArtifactRef(**champion.artifact("snapshot")))
