@@ -11,13 +11,14 @@ def describe_interactions(frame: pl.DataFrame) -> dict[str, int | None]:
     """Size of an interactions frame: rows, distinct users and items, time span (Unix seconds)."""
     if frame.height == 0:
         return {"rows": 0, "users": 0, "items": 0, "first_timestamp": 0, "last_timestamp": 0}
+    # None: the data has no timestamps (its order is the order events arrived in).
+    times = frame.get_column("timestamp") if "timestamp" in frame.columns else None
     return {
         "rows": frame.height,
         "users": frame.get_column("user_id").n_unique(),
         "items": frame.get_column("item_id").n_unique(),
-        # None: the data has no timestamps (its order is the order events arrived in).
-        "first_timestamp": int(frame.get_column("timestamp").min()) if "timestamp" in frame.columns else None,
-        "last_timestamp": int(frame.get_column("timestamp").max()) if "timestamp" in frame.columns else None,
+        "first_timestamp": None if times is None else int(times.min()),
+        "last_timestamp": None if times is None else int(times.max()),
     }
 
 

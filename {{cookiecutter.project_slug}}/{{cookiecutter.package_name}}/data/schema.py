@@ -94,10 +94,6 @@ def event_key(frame: pl.DataFrame) -> list[str]:
     return [c for c in ("user_id", "item_id", "timestamp") if c in frame.columns]
 
 
-def has_time(frame: pl.DataFrame) -> bool:
-    return "timestamp" in frame.columns
-
-
 def empty() -> pl.DataFrame:
     """An empty frame in contract shape (with the optional rating column)."""
     return pl.DataFrame(schema=DTYPES)
