@@ -151,7 +151,7 @@ _TIER_OF_FIXTURE = {"prefect_server": "flow", "postgres": "postgres", "postgres_
 # pytest-xdist's workers inherit the controller's environment, and so the Prefect home chosen at the top
 # (whose prefect.db the commands' temporary servers share): each worker gets its own inside it. And readline
 # puts COLUMNS=80 and LINES=24 into a worker's environment as it starts, which would fix the width of the
-# command line's consoles (made when cli.py is imported) for the worker's life: tests set COLUMNS where
+# command line's consoles (made when cli/common.py is imported) for the worker's life: tests set COLUMNS where
 # they need a width. This module is imported before any test module imports Prefect or the command line.
 if _WORKER := os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["PREFECT_HOME"] = str(Path(os.environ["PREFECT_HOME"]) / _WORKER)

@@ -87,8 +87,11 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
     assert "tasks: 1 ran, 5 cached (ingest, validate, split, train, evaluate)" in second.stdout
     assert second.stdout.count("Cached(type=COMPLETED)") + second.stderr.count("Cached(type=COMPLETED)") == 5
 
-    listing = _cli("runs", *args, "--tag", "purpose=test", cwd=tmp_path)
-    assert listing.returncode == 0 and listing.stdout.count("purpose=test") == 2, listing.stdout
+    listing = _cli("runs", *args, "--tag", "purpose=test", "--json", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    listed = json.loads(listing.stdout)
+    assert [r["tags"] for r in listed] == [{"purpose": "test"}] * 2, listing.stdout
+    assert [r["cached_tasks"] for r in listed] == [0, 5] and {r["status"] for r in listed} == {"completed"}
     lineage = _cli("lineage", "latest", *args, "--out", str(tmp_path / "g.mmd"), cwd=tmp_path)
     assert lineage.returncode == 0, lineage.stderr
     assert "synthetic, seed 42" in lineage.stdout and "model" in lineage.stdout
@@ -103,12 +106,10 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
     third = _cli("run", *args, "--model", "ease", cwd=tmp_path)
     assert third.returncode == 0, third.stdout + third.stderr
     assert "model version 2: promoted to champion" in third.stdout
-    versions = _cli("models", "list", *args, cwd=tmp_path)
+    versions = _cli("models", "list", *args, "--json", cwd=tmp_path)
     assert versions.returncode == 0, versions.stderr
-    rows = [
-        line.strip("│ ").split()[0] for line in versions.stdout.splitlines() if line.strip("│ ")[:1].isdigit()
-    ]
-    assert rows == ["1", "2"] and versions.stdout.count("popularity") == 1, versions.stdout
+    listed = [(v["version"], v["model_name"], v["aliases"]) for v in json.loads(versions.stdout)]
+    assert listed == [(1, "popularity", []), (2, "ease", ["champion"])], versions.stdout
     shown = _cli("models", "show", "champion", *args, cwd=tmp_path)
     assert shown.returncode == 0 and "version 2" in shown.stdout and "(champion)" in shown.stdout
     assert "decision" in shown.stdout and "promoted" in shown.stdout
@@ -137,11 +138,13 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
     assert back.returncode == 0 and "synthetic: champion is version 1 again (was 2)" in back.stdout, (
         back.stdout + back.stderr
     )
-    history = _cli("models", "history", *args, cwd=tmp_path)
-    assert history.returncode == 0
-    lines = [line for line in history.stdout.splitlines() if " champion " in line]
-    assert len(lines) == 3 and "rollback" in lines[-1] and "smoke test" in lines[-1], history.stdout
-    assert "reuse" in history.stdout  # the second run asked for version 1 again
+    history = _cli("models", "history", *args, "--json", cwd=tmp_path)
+    assert history.returncode == 0, history.stderr
+    moves = json.loads(history.stdout)["moves"]
+    champion = [(m["action"], m["to_version"], m["reason"]) for m in moves if m["alias"] == "champion"]
+    assert len(champion) == 3 and champion[-1][:2] == ("rollback", 1), champion
+    assert champion[-1][2] == "smoke test"
+    assert "reuse" in {m["action"] for m in moves}  # the second run asked for version 1 again
     again = _cli("models", "promote", "2", "--reason", "rollback was a drill", *args, cwd=tmp_path)
     assert again.returncode == 0 and "synthetic: champion is version 2 (was 1)" in again.stdout
 

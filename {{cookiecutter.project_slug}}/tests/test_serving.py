@@ -5,6 +5,7 @@ most popular items; titles come from MovieLens' item file or `data.items`; the m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -160,15 +161,19 @@ def test_after_promotion_nobody_is_recommended_an_item_they_have_and_unknown_use
 
     known = snapshot.get_column("user_id").unique().sort().head(3).to_list()
     args = ["recommend", "-k", "5", "--user", "987654321", *(f"--user={u}" for u in known)]
-    shown = _cli(*args, *_sets([f"storage.uri={small_settings.storage.uri}", *SMALL]))
+    stored = _sets([f"storage.uri={small_settings.storage.uri}", *SMALL])
+    shown = _cli(*args, *stored)
     assert shown.exit_code == 0, shown.output
     assert "note: 987654321 unknown to version 1 (no events in the snapshot)" in shown.output
-    cells = [line.split("│")[1:4] for line in shown.output.splitlines() if line.count("│") >= 4]
-    rows = [row for row in cells if row[0].strip().isdigit()]
-    popular = [int(item) for user, _, item in rows if user.strip() == "987654321"]
+    listed = _cli(*args, *stored, "--json")
+    assert listed.exit_code == 0, listed.output
+    answer = json.loads(listed.stdout)
+    assert answer["unknown_users"] == [987654321] and answer["refit"] and answer["version"] == 1
+    rows = [(r["user_id"], r["rank"], r["item_id"]) for r in answer["recommendations"]]
+    popular = [item for user, _, item in rows if user == 987654321]
     assert popular == _most_popular(snapshot, 5)
     for user in known:
-        items = [int(item) for u, _, item in rows if u.strip() == str(user)]
+        items = [item for u, _, item in rows if u == user]
         had = snapshot.filter(pl.col("user_id") == user).get_column("item_id").to_list()
         assert len(items) == 5 and not set(items) & set(had)
 

@@ -84,6 +84,49 @@ def run_benchmark(
     }
 
 
+TABLE_COLUMNS = (
+    "model",
+    "NDCG@10 (95% CI)",
+    "Recall@10",
+    "MAP@10",
+    "Coverage@10",
+    "fit s",
+    "eval s",
+    "peak MB",
+)
+
+
+def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per model, as `TABLE_COLUMNS` names them, formatted for reading."""
+    rows = []
+    for name, r in results["models"].items():
+        m = r["metrics"]
+        ndcg = m["ndcg@10"]
+        rows.append(
+            (
+                name,
+                f"{ndcg['value']:.4f} ({ndcg['low']:.3f}-{ndcg['high']:.3f})",
+                f"{m['recall@10']['value']:.4f}",
+                f"{m['map@10']['value']:.4f}",
+                f"{m['coverage@10']['value']:.3f}",
+                f"{r['fit_seconds']:.2f}",
+                f"{r['eval_seconds']:.2f}",
+                f"{r['peak_memory_mb']:.0f}",
+            )
+        )
+    return rows
+
+
+def paired_lines(results: dict[str, Any]) -> list[str]:
+    """Each model's paired test against the baseline (the first model named), one line each."""
+    baseline = next(iter(results["models"]))
+    return [
+        f"{t['model']}: NDCG@10 {t['difference']:+.4f} vs {baseline} "
+        f"(95% CI {t['interval'][0]:+.4f} to {t['interval'][1]:+.4f}, p={t['p_value']:.4f})"
+        for t in results[f"paired_vs_{baseline}"]
+    ]
+
+
 def plot(results: dict[str, Any], prefix: str) -> list[str]:
     """PNG plots beside the JSON: each metric with its interval per model, and training curves."""
     import matplotlib

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -35,6 +35,10 @@ from pydantic_settings import (
 )
 
 PACKAGE = __name__.split(".")[0]
+# The models a config can name: the one list the settings, the CLI's choices and `models.MODELS` follow.
+ModelName = Literal["popularity", "itemknn", "ease", "bpr", "ials"]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+DataSource = Literal["synthetic", "movielens", "file", "snapshot"]
 ENV_PREFIX = f"{PACKAGE.upper()}_"
 
 # What `evaluation.evaluate` computes at each K, named `<metric>@<K>` (e.g. ndcg@10): per-user metrics, then
@@ -112,7 +116,7 @@ def _separator(field: str, value: str) -> str:
 
 
 class DataConfig(_Section):
-    source: Literal["synthetic", "movielens", "file", "snapshot"] = Field(
+    source: DataSource = Field(
         "synthetic", description="`snapshot`: the current snapshot built by `ingest` from landed batches."
     )
     path: Path | None = Field(None, description="MovieLens directory, or a data file or directory of them.")
@@ -271,7 +275,7 @@ class BPRConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["popularity", "itemknn", "ease", "bpr", "ials"] = "ease"
+    name: ModelName = "ease"
     popularity: PopularityConfig = PopularityConfig()
     itemknn: ItemKNNConfig = ItemKNNConfig()
     ease: EASEConfig = EASEConfig()
@@ -474,7 +478,7 @@ class DeployConfig(_Section):
 class SweepTrials(_Section):
     """One model of a sweep and the values to try for its parameters (every combination is a trial)."""
 
-    model: Literal["popularity", "itemknn", "ease", "bpr", "ials"]
+    model: ModelName
     params: dict[str, list[Any]] = Field(default_factory=dict)
 
 
