@@ -14,7 +14,6 @@ which end after the manifest is written, into the returned summary's `after_mani
 
 from __future__ import annotations
 
-import inspect
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -25,27 +24,24 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
-from pydantic import BaseModel
 
-from flows.caching import CACHED, in_store
+from flows.caching import CACHED
 from flows.promotion import promote_model
+from flows.steps import measured, timed
 from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
 from {{ cookiecutter.package_name }} import environment, report
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
-from {{ cookiecutter.package_name }}.artifacts.runs import (
-    COMPLETED,
-    FAILED,
-    FORMAT,
-    RUNNING,
-    artifact_entry,
-    mermaid,
-    update_status,
-    write_manifest,
+from {{ cookiecutter.package_name }}.artifacts.manifest import (
+    ArtifactEntry,
+    PipelineResult,
+    RunManifest,
+    RunOutputs,
+    build_manifest,
 )
+from {{ cookiecutter.package_name }}.artifacts.runs import COMPLETED, FAILED, RUNNING, mermaid, update_status, write_manifest
 from {{ cookiecutter.package_name }}.data import sources
 from {{ cookiecutter.package_name }}.data.split import describe_strategy, split
-from {{ cookiecutter.package_name }}.resources import PeakMemory
 from {{ cookiecutter.package_name }}.settings import (
     DataConfig,
     EvaluationConfig,
@@ -167,7 +163,7 @@ def evaluate_task(
 @task(name="record")
 def record_task(
     settings: Settings,
-    artifacts: dict[str, dict[str, Any]],
+    artifacts: dict[str, ArtifactEntry],
     inputs: list[dict[str, Any]],
     tasks: dict[str, dict[str, Any]],
     validation: str,
@@ -177,55 +173,45 @@ def record_task(
     run_id = str(flow_run.get_id() or "local")
     # Running from before the manifest exists: a run killed from here on is never listed as a success.
     update_status(store, run_id, status=RUNNING, step="record")
-    refs = {
-        name: ArtifactRef(**{k: entry[k] for k in ("id", "uri", "kind", "size")})
-        for name, entry in artifacts.items()
-    }
-    snapshot, train, test = (store.get_frame(refs[k]) for k in ("snapshot", "train", "test"))
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "run_id": run_id,
-        "flow_run_name": flow_run.get_name(),
-        "started_at": started_at,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "tags": settings.tags,
-        "model": settings.model.name,
-        "seed": settings.seed,
-        # One seed drives every random step; listed per step so a reader need not know that.
-        "seeds": {"data": settings.seed, "split": settings.seed, "train": settings.seed},
-        "config_fingerprint": settings.fingerprint(),
-        "config": settings.resolved(),
-        "dataset": {
+    snapshot, train, test = (store.get_frame(artifacts[k].ref()) for k in ("snapshot", "train", "test"))
+    manifest = build_manifest(
+        run_id=run_id,
+        flow_run_name=flow_run.get_name(),
+        started_at=started_at,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        settings=settings,
+        dataset={
             "name": settings.data.dataset_name(),
-            "id": refs["snapshot"].id,
+            "id": artifacts["snapshot"].id,
             "source": settings.data.source,
             "inputs": inputs,
             **report.describe_interactions(snapshot),
         },
-        "split": {
+        split={
             "strategy": describe_strategy(settings.split.strategy, "timestamp" in snapshot.columns),
             "train_rows": train.height,
             "test_rows": test.height,
         },
-        "validation": validation,
-        "metrics": store.get_json(refs["metrics"]),
-        "metric_intervals": store.get_json(refs["metric_intervals"]),
-        "artifacts": artifacts,
-        "tasks": tasks,
-        "environment": environment.capture(),
-    }
+        validation=validation,
+        metrics=store.get_json(artifacts["metrics"].ref()),
+        metric_intervals=store.get_json(artifacts["metric_intervals"].ref()),
+        artifacts=artifacts,
+        tasks=tasks,
+        environment=environment.capture(),
+    )
     manifest_ref, manifest_uri = write_manifest(store, manifest)
     markdown = report.render_markdown(manifest)
     # Paths inside the store (the registry keeps the manifest's): a moved store still finds them.
-    outputs = {
-        "manifest": store.relative(manifest_uri),
-        "manifest_id": manifest_ref.id,
-        "report": store.relative(store.write_text(f"runs/{run_id}/report.md", markdown)),
-        "lineage": store.relative(store.write_text(f"runs/{run_id}/lineage.mmd", mermaid(manifest))),
-        "store": store.uri_of(""),
-    }
+    outputs = RunOutputs(
+        manifest=store.relative(manifest_uri),
+        manifest_id=manifest_ref.id,
+        report=store.relative(store.write_text(f"runs/{run_id}/report.md", markdown)),
+        lineage=store.relative(store.write_text(f"runs/{run_id}/lineage.mmd", mermaid(manifest))),
+        store=store.uri_of(""),
+    )
     _publish(store, settings, manifest, markdown, outputs)
-    return {**manifest, "outputs": outputs}
+    # The flow's result is JSON (a deployment's result is stored as such): `PipelineResult` reads it back.
+    return PipelineResult(**dict(manifest), outputs=outputs).document()
 
 
 @task(name="run-status")
@@ -243,7 +229,7 @@ def _run_name() -> str:
 
 @flow(name="pipeline", flow_run_name=_run_name)
 def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | None = None) -> dict[str, Any]:
-    """Ingest, validate, split, train, evaluate and record one run.
+    """Ingest, validate, split, train, evaluate and record one run; returns its `PipelineResult` as JSON.
 
     `config` is a resolved settings dict (what the CLI passes); a deployment passes `config_files` instead,
     and they are loaded here with the worker's environment (default: configs/default.yaml).
@@ -251,7 +237,7 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     settings = settings_for_flow(config, config_files)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     storage, seed, tasks = settings.storage, settings.seed, {}
-    step = partial(_timed, tasks, storage)
+    step = partial(timed, tasks, storage)
     label_run(tags=settings.tags)
 
     inputs = step(inspect_inputs_task, settings.data, storage)
@@ -267,135 +253,64 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     )
 
     artifacts = {
-        "snapshot": artifact_entry(snapshot, "ingest", ["inputs"]),
-        "validation": artifact_entry(gate["ref"], "validate", ["snapshot"]),
-        "train": artifact_entry(train, "split", ["snapshot"]),
-        "test": artifact_entry(test, "split", ["snapshot"]),
-        "model": artifact_entry(model, "train", ["train"]),
-        "metrics": artifact_entry(metrics, "evaluate", ["model", "train", "test"]),
-        "metrics_per_user": artifact_entry(per_user, "evaluate", ["model", "train", "test"]),
-        "metric_intervals": artifact_entry(intervals, "evaluate", ["model", "train", "test"]),
-        "baseline_metrics": artifact_entry(baseline, "evaluate", ["train", "test"]),
-        "baseline_metrics_per_user": artifact_entry(baseline_per_user, "evaluate", ["train", "test"]),
+        "snapshot": ArtifactEntry.of(snapshot, "ingest", ["inputs"]),
+        "validation": ArtifactEntry.of(gate["ref"], "validate", ["snapshot"]),
+        "train": ArtifactEntry.of(train, "split", ["snapshot"]),
+        "test": ArtifactEntry.of(test, "split", ["snapshot"]),
+        "model": ArtifactEntry.of(model, "train", ["train"]),
+        "metrics": ArtifactEntry.of(metrics, "evaluate", ["model", "train", "test"]),
+        "metrics_per_user": ArtifactEntry.of(per_user, "evaluate", ["model", "train", "test"]),
+        "metric_intervals": ArtifactEntry.of(intervals, "evaluate", ["model", "train", "test"]),
+        "baseline_metrics": ArtifactEntry.of(baseline, "evaluate", ["train", "test"]),
+        "baseline_metrics_per_user": ArtifactEntry.of(baseline_per_user, "evaluate", ["train", "test"]),
     }
     # Record and promotion run after the manifest is written, so their cost is in the return value only, and
     # their failure is noted beside the manifest: the run then shows as failed, not as a success.
     after: dict[str, dict[str, float]] = {}
     run_id, failing = str(flow_run.get_id() or "local"), "record"
+    promotion = None
     try:
-        summary = _measured(
+        recorded = measured(
             after, "record", record_task, settings, artifacts, inputs, tasks, gate["summary"], started_at
         )
         if settings.promotion.enabled:
             failing = "promotion"
             run_status_task(storage, run_id, {"status": RUNNING, "step": failing})
-            summary["promotion"] = _measured(after, "promotion", promote_model, settings, summary)
+            result = PipelineResult.model_validate(recorded)
+            promotion = measured(after, "promotion", promote_model, settings, result)
     except Exception as exc:
         failed = {"status": FAILED, "step": failing, "reason": f"{type(exc).__name__}: {exc}"}
         run_status_task(storage, run_id, failed, return_state=True)  # the first error is the one to raise
         raise
     run_status_task(storage, run_id, {"status": COMPLETED, "step": None})
-    summary["after_manifest"] = after
-    return summary
-
-
-def _timed(tasks: dict[str, dict[str, Any]], storage: StorageConfig, task_fn: Any, *args: Any) -> Any:
-    """Call a task (its result kept in the store); note its parameters, final state (Completed or Cached),
-    wall time and peak memory.
-
-    Tasks run in this process, so `peak_rss_mb` is the process's largest resident size while the task ran:
-    what a machine needs to run that step here (it includes what earlier steps left allocated).
-    """
-    started = time.perf_counter()
-    with PeakMemory() as memory:
-        state = in_store(task_fn, storage)(*args, return_state=True)
-        damaged = _damaged(state, open_store(storage))
-        if damaged:
-            get_run_logger().warning(
-                "%s: cached result names missing or corrupt objects %s; computing it again",
-                task_fn.name,
-                ", ".join(ref.id[:12] for ref in damaged),
-            )
-            state = in_store(task_fn.with_options(refresh_cache=True), storage)(*args, return_state=True)
-    result = state.result()  # re-raises the task's error, which fails the flow
-    names = inspect.signature(task_fn.fn).parameters
-    tasks[task_fn.name] = {
-        "state": state.name,
-        "seconds": round(time.perf_counter() - started, 3),
-        "peak_rss_mb": round(memory.peak_rss_mb, 1),
-        "parameters": {name: _plain(value) for name, value in zip(names, args, strict=False)},
-        **({"repaired": [ref.id for ref in damaged]} if damaged else {}),
-    }
-    return result
-
-
-def _damaged(state: Any, store: ArtifactStore) -> list[ArtifactRef]:
-    """The objects a cached result names that are gone or no longer hash to their ids (each read in full:
-    about 1 s per GB on local disk, small next to the step it saves)."""
-    if state.name != "Cached":
-        return []
-    return [ref for ref in _refs(state.result()) if not store.is_whole(ref)]
-
-
-def _refs(value: Any) -> list[ArtifactRef]:
-    """Every artifact reference inside a task's result (a reference, or lists and dicts holding some)."""
-    if isinstance(value, ArtifactRef):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list | tuple):
-        return [ref for inner in value for ref in _refs(inner)]
-    return []
-
-
-def _measured(into: dict[str, dict[str, float]], name: str, step: Any, *args: Any) -> Any:
-    """Call `step`, noting its wall time and peak memory (as `_timed` does) under `name`."""
-    started = time.perf_counter()
-    with PeakMemory() as memory:
-        result = step(*args)
-    into[name] = {
-        "seconds": round(time.perf_counter() - started, 3),
-        "peak_rss_mb": round(memory.peak_rss_mb, 1),
-    }
-    return result
-
-
-def _plain(value: Any) -> Any:
-    """A task argument as the manifest records it: config sections as values, artifacts by id."""
-    if isinstance(value, ArtifactRef):
-        return f"artifact:{value.id}"
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+    return PipelineResult.model_validate(
+        {**recorded, "promotion": promotion, "after_manifest": after}
+    ).document()
 
 
 def _publish(
     store: ArtifactStore,
     settings: Settings,
-    manifest: dict[str, Any],
+    manifest: RunManifest,
     markdown: str,
-    outputs: dict[str, str],
+    outputs: RunOutputs,
 ) -> None:
     """Prefect UI artifacts with stable keys, so each key's page shows the history across runs."""
     create_markdown_artifact(
         key=f"{ARTIFACT_PREFIX}-report", markdown=markdown, description="Pipeline run report"
     )
-    intervals = manifest["metric_intervals"]
+    intervals = manifest.metric_intervals
     create_table_artifact(
         key=f"{ARTIFACT_PREFIX}-metrics",
         table=[
             {"metric": name, "value": round(value, 6), **_bounds(intervals.get(name))}
-            for name, value in report.metric_items(manifest["metrics"])
+            for name, value in report.metric_items(manifest.metrics)
         ],
-        description=f"{settings.model.name} on dataset {manifest['dataset']['id'][:12]}: value and 95% "
+        description=f"{settings.model.name} on dataset {manifest.dataset.id[:12]}: value and 95% "
         "bootstrap interval over users (low, high)",
     )
-    links = {name: outputs[name] for name in ("manifest", "report", "lineage")}
-    links["model"] = manifest["artifacts"]["model"]["uri"]
+    links = {"manifest": outputs.manifest, "report": outputs.report, "lineage": outputs.lineage}
+    links["model"] = manifest.artifacts["model"].uri
     for name, uri in links.items():
         publish_link(store, f"{name}-file", uri, f"{name} of this run")
 

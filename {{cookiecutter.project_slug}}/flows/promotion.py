@@ -45,6 +45,7 @@ from prefect.input import RunInput
 
 from flows.ui import ARTIFACT_PREFIX
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store, runs
+from {{ cookiecutter.package_name }}.artifacts.manifest import PipelineResult, read_manifest
 from {{ cookiecutter.package_name }}.artifacts.registry import (
     CHAMPION,
     DecisionRecord,
@@ -77,20 +78,20 @@ class Approval(RunInput):
 
 @task(name="register")
 def register_task(
-    manifest: dict[str, Any], registry_cfg: RegistryConfig, storage: StorageConfig
+    result: PipelineResult, registry_cfg: RegistryConfig, storage: StorageConfig
 ) -> dict[str, Any]:
     """Register the run's model, or reuse the version that holds the same model on the same snapshot."""
     registry = open_registry(registry_cfg, storage)
-    version = registry.register(manifest, actor=f"run {manifest['run_id']}")
+    version = registry.register(result, actor=f"run {result.run_id}")
     judged = registry.decisions(version.version)
-    outcome = _registration(version, version.run_id != manifest["run_id"], judged[-1] if judged else None)
+    outcome = _registration(version, version.run_id != result.run_id, judged[-1] if judged else None)
     noted = {
         "version": version.version,
         "reused": outcome["reused"],
         "model_id": version.model_id,
         "dataset": version.dataset,
     }
-    runs.update_status(open_store(storage), manifest["run_id"], registry=noted)
+    runs.update_status(open_store(storage), result.run_id, registry=noted)
     get_run_logger().info(outcome["summary"])
     return outcome
 
@@ -134,14 +135,14 @@ def judge_task(
         reference = reference or popularity_baseline(*split(), ks, batch, seed)
     decision = decide(
         policy,
-        metric,
-        version,
-        challenger,
-        reference,
-        label,
-        champion.version if champion else None,
-        serving.latency_per_1k(model, max(ks)),
-        seed,
+        metric=metric,
+        version=version,
+        challenger=challenger,
+        reference=reference,
+        reference_label=label,
+        champion=champion.version if champion else None,
+        latency=serving.latency_per_1k(model, max(ks)),
+        seed=seed,
     )
     ref = store.put_json(decision.to_dict(), kind="promotion-decision")
     registry.record_decision(version, decision.promote, label, decision.reason, ref.id)
@@ -149,6 +150,9 @@ def judge_task(
     get_run_logger().info("dataset %s, version %d: %s", candidate.dataset, version, decision.reason)
     create_markdown_artifact(
         key=f"{ARTIFACT_PREFIX}-promotion", markdown=decision.markdown(), description="Promotion decision"
+    )
+    create_markdown_artifact(
+        key=f"{ARTIFACT_PREFIX}-model-card", markdown=card, description=f"Model card, version {version}"
     )
     return {"decision": decision.to_dict(), "decision_ref": ref.model_dump()}
 
@@ -172,18 +176,16 @@ def _stored(
         return None
     if hashlib.sha256(text.encode()).hexdigest() != version.manifest_id:
         return None  # not the manifest the version was registered from
-    manifest = json.loads(text)
+    manifest = read_manifest(json.loads(text))
     names = ("baseline_metrics", "baseline_metrics_per_user") if baseline else ("metrics", "metrics_per_user")
-    stored, artifacts = manifest["config"]["evaluation"], manifest["artifacts"]
+    stored, artifacts = manifest.config["evaluation"], manifest.artifacts
     same = (
         sorted(set(stored["k"])) == sorted(set(evaluation.k))
         and stored["batch_size"] == evaluation.batch_size
     )
     if not same or not all(name in artifacts for name in names):
         return None
-    summary, per_user = (
-        ArtifactRef(**{k: artifacts[n][k] for k in ("id", "uri", "kind", "size")}) for n in names
-    )
+    summary, per_user = (artifacts[n].ref() for n in names)
     return Scores(per_user=store.get_frame(per_user), summary=store.get_json(summary))
 
 
@@ -235,16 +237,16 @@ def retire_task(
     open_registry(registry_cfg, storage).retire_undecided(version, actor, reason)
 
 
-def promote_model(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
+def promote_model(settings: Settings, result: PipelineResult) -> dict[str, Any]:
     """Register, judge and maybe promote the model of a finished run (inside the pipeline flow)."""
-    registered = register_task(manifest, settings.registry, settings.storage)
-    actor = f"run {manifest['run_id']}"
+    registered = register_task(result, settings.registry, settings.storage)
+    actor = f"run {result.run_id}"
     if registered["decided_before"]:  # its decision stands; nothing moves
         if registered["champion"]:  # a champion from before serving refits gets its refit now
-            refit_task(manifest["run_id"], registered["version"], actor, settings.registry, settings.storage)
+            refit_task(result.run_id, registered["version"], actor, settings.registry, settings.storage)
         return {**registered, "promoted": False}
     try:
-        return _judge_and_promote(settings, manifest["run_id"], registered, actor)
+        return _judge_and_promote(settings, result.run_id, registered, actor)
     except Exception as exc:
         reason = f"{actor}: judging failed, no decision ({type(exc).__name__}: {exc})"
         retired = retire_task(

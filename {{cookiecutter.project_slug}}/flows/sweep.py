@@ -35,6 +35,7 @@ from flows.server import prefect_api
 from flows.ui import ARTIFACT_PREFIX
 from {{ cookiecutter.package_name }} import sweeps
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, open_store
+from {{ cookiecutter.package_name }}.artifacts.manifest import PipelineResult
 from {{ cookiecutter.package_name }}.settings import (
     EvaluationConfig,
     ModelConfig,
@@ -159,16 +160,16 @@ def compare_task(
 def _rebuild_and_register(settings: Settings, best: ModelConfig) -> dict[str, Any]:
     """The winner, rebuilt by the pipeline (a subflow; its data steps are cache hits), as the challenger."""
     chosen = settings.updated({"model": best.model_dump(), "promotion": {"enabled": False}})
-    manifest = pipeline(chosen.resolved())
-    version = register_task(manifest, settings.registry, settings.storage)["version"]
+    result = PipelineResult.model_validate(pipeline(chosen.resolved()))
+    version = register_task(result, settings.registry, settings.storage)["version"]
     get_run_logger().info(
         "version %d (%s, run %s) is the challenger; `models promote %d --reason ...` makes it the champion",
         version,
         best.name,
-        manifest["run_id"],
+        result.run_id,
         version,
     )
-    return {"version": version, "run_id": manifest["run_id"], "metrics": manifest["metrics"]}
+    return {"version": version, "run_id": result.run_id, "metrics": result.metrics}
 
 
 def run_sweep(settings: Settings) -> Any:

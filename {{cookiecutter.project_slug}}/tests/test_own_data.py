@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 from {{ cookiecutter.package_name }} import preflight
+from {{ cookiecutter.package_name }}.artifacts.manifest import DatasetInfo, RunManifest, SplitInfo
 from {{ cookiecutter.package_name }}.data import sources
 from {{ cookiecutter.package_name }}.data.split import SplitRefused, split
 from {{ cookiecutter.package_name }}.data.synthetic import generate
@@ -229,16 +230,17 @@ def test_text_ids_and_a_split_without_evaluable_users_are_named(tmp_path: Path) 
 
 
 def test_few_evaluable_users_is_said_with_a_split_that_fits() -> None:
-    manifest = {
-        "metrics": {"users": 28.0, "users_skipped": 582.0},
-        "dataset": {"first_timestamp": 1},
-        "split": {"strategy": "temporal (auto: the data has timestamps)"},
-    }
+    # Only what the caveat reads (model_construct: the rest of a manifest is beside the point here).
+    manifest = RunManifest.model_construct(
+        metrics={"users": 28.0, "users_skipped": 582.0},
+        dataset=DatasetInfo.model_construct(first_timestamp=1),
+        split=SplitInfo.model_construct(strategy="temporal (auto: the data has timestamps)"),
+    )
     caveat = metrics_caveat(manifest)
     assert caveat is not None and caveat.startswith("only 28 test users can be evaluated (582 of 610")
     assert "split.strategy=user-random" in caveat
-    manifest["metrics"] = {"users": 900.0, "users_skipped": 3.0}
-    assert metrics_caveat(manifest) is None
+    enough = manifest.model_copy(update={"metrics": {"users": 900.0, "users_skipped": 3.0}})
+    assert metrics_caveat(enough) is None
 
 
 # -- the commands as written ---------------------------------------------------------------------------------

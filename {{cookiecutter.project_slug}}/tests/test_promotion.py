@@ -33,7 +33,17 @@ def _evaluate(name: str, parts: tuple[pl.DataFrame, pl.DataFrame], **cfg: object
 
 def test_a_clearly_better_challenger_is_promoted(parts) -> None:
     ease, popularity = _evaluate("ease", parts), _evaluate("popularity", parts)
-    decision = decide(PromotionConfig(), "ndcg@10", 2, ease, popularity, "champion v1", 1, FAST, seed=0)
+    decision = decide(
+        PromotionConfig(),
+        metric="ndcg@10",
+        version=2,
+        challenger=ease,
+        reference=popularity,
+        reference_label="champion v1",
+        champion=1,
+        latency=FAST,
+        seed=0,
+    )
     assert decision.promote, decision.reason
     assert decision.comparison["interval"][0] > 0 and decision.comparison["users"] == ease.per_user.height
     assert "above the margin" in decision.reason
@@ -42,7 +52,17 @@ def test_a_clearly_better_challenger_is_promoted(parts) -> None:
 
 def test_a_worse_challenger_is_kept_out_and_the_reason_says_why(parts) -> None:
     ease, popularity = _evaluate("ease", parts), _evaluate("popularity", parts)
-    decision = decide(PromotionConfig(), "ndcg@10", 2, popularity, ease, "champion v1", 1, FAST, seed=0)
+    decision = decide(
+        PromotionConfig(),
+        metric="ndcg@10",
+        version=2,
+        challenger=popularity,
+        reference=ease,
+        reference_label="champion v1",
+        champion=1,
+        latency=FAST,
+        seed=0,
+    )
     assert not decision.promote
     assert "ndcg@10 gain over the champion v1 is -" in decision.reason
     assert decision.comparison["difference"] < 0
@@ -52,13 +72,33 @@ def test_a_gain_that_is_not_significant_is_not_enough(parts) -> None:
     """The same model scored twice: equal point estimates, so no promotion; nor with a small real gain and
     a margin larger than that gain."""
     ease = _evaluate("ease", parts)
-    same = decide(PromotionConfig(), "ndcg@10", 2, ease, ease, "champion v1", 1, FAST, seed=0)
+    same = decide(
+        PromotionConfig(),
+        metric="ndcg@10",
+        version=2,
+        challenger=ease,
+        reference=ease,
+        reference_label="champion v1",
+        champion=1,
+        latency=FAST,
+        seed=0,
+    )
     assert not same.promote and "does not clear the margin" in same.reason
     weaker = _evaluate("ease", parts, ease={"l2": 2_000.0})
     gain = ease.summary["ndcg@10"] - weaker.summary["ndcg@10"]
     assert gain > 0  # ahead on the point estimate...
     strict = PromotionConfig(margin=gain * 2)
-    decision = decide(strict, "ndcg@10", 2, ease, weaker, "champion v1", 1, FAST, seed=0)
+    decision = decide(
+        strict,
+        metric="ndcg@10",
+        version=2,
+        challenger=ease,
+        reference=weaker,
+        reference_label="champion v1",
+        champion=1,
+        latency=FAST,
+        seed=0,
+    )
     assert not decision.promote  # ...but not by the margin the policy asks for
     assert f"margin +{gain * 2:.4f}" in decision.reason
 
@@ -67,31 +107,87 @@ def test_guards_and_latency_can_keep_a_more_accurate_model_out(parts) -> None:
     ease, popularity = _evaluate("ease", parts), _evaluate("popularity", parts)
     # Popularity has near-zero coverage: judged against EASE on coverage it must fail the guard.
     policy = PromotionConfig(guards={"coverage@10": 0.01}, margin=0.0)
-    against_ease = decide(policy, "ndcg@10", 2, popularity, ease, "champion v1", 1, FAST, seed=0)
+    against_ease = decide(
+        policy,
+        metric="ndcg@10",
+        version=2,
+        challenger=popularity,
+        reference=ease,
+        reference_label="champion v1",
+        champion=1,
+        latency=FAST,
+        seed=0,
+    )
     assert [g["passed"] for g in against_ease.guards] == [False]
     assert "coverage@10 drops from" in against_ease.reason
     slow = {"ms_per_1k": 5_000.0, "users": 1000.0, "k": 10.0}
     decision = decide(
-        PromotionConfig(latency_budget_ms=100.0), "ndcg@10", 2, ease, popularity, "v1", 1, slow, 0
+        PromotionConfig(latency_budget_ms=100.0),
+        metric="ndcg@10",
+        version=2,
+        challenger=ease,
+        reference=popularity,
+        reference_label="v1",
+        champion=1,
+        latency=slow,
+        seed=0,
     )
     assert not decision.promote and "over the 100 ms budget" in decision.reason
     with pytest.raises(ValueError, match="not evaluated"):
-        decide(PromotionConfig(guards={"coverage@50": 0.1}), "ndcg@10", 2, ease, popularity, "v1", 1, FAST, 0)
+        decide(
+            PromotionConfig(guards={"coverage@50": 0.1}),
+            metric="ndcg@10",
+            version=2,
+            challenger=ease,
+            reference=popularity,
+            reference_label="v1",
+            champion=1,
+            latency=FAST,
+            seed=0,
+        )
 
 
 def test_the_first_model_must_beat_popularity(parts) -> None:
     popularity = _evaluate("popularity", parts)
     ease = _evaluate("ease", parts)
-    first = decide(PromotionConfig(), "ndcg@10", 1, ease, popularity, "popularity baseline", None, FAST, 0)
+    first = decide(
+        PromotionConfig(),
+        metric="ndcg@10",
+        version=1,
+        challenger=ease,
+        reference=popularity,
+        reference_label="popularity baseline",
+        champion=None,
+        latency=FAST,
+        seed=0,
+    )
     assert first.promote and first.champion is None
     # BPR after one epoch at a tiny learning rate is close to random: below popularity, so not promoted.
     untrained = _evaluate("bpr", parts, bpr={"epochs": 1, "learning_rate": 1e-5})
     refused = decide(
-        PromotionConfig(), "ndcg@10", 1, untrained, popularity, "popularity baseline", None, FAST, 0
+        PromotionConfig(),
+        metric="ndcg@10",
+        version=1,
+        challenger=untrained,
+        reference=popularity,
+        reference_label="popularity baseline",
+        champion=None,
+        latency=FAST,
+        seed=0,
     )
     assert not refused.promote and "popularity baseline" in refused.reason
     # Popularity itself, with no champion yet, is the floor a first champion can be.
-    floor = decide(PromotionConfig(), "ndcg@10", 1, popularity, None, "popularity baseline", None, FAST, 0)
+    floor = decide(
+        PromotionConfig(),
+        metric="ndcg@10",
+        version=1,
+        challenger=popularity,
+        reference=None,
+        reference_label="popularity baseline",
+        champion=None,
+        latency=FAST,
+        seed=0,
+    )
     assert floor.promote and "first champion" in floor.reason
 
 

@@ -65,8 +65,9 @@ def test_a_failure_while_judging_marks_the_run_failed_and_retires_its_version_un
 
     failed = _run(other_split, "ease")
     assert failed.is_failed()
-    (latest,) = [m for m in runs_catalog.list_runs(store) if m["model"] == "ease"]
-    status = latest["status"]
+    (latest,) = [m for m in runs_catalog.list_runs(store) if m.model == "ease"]
+    status = runs_catalog.read_status(store, latest.run_id)
+    assert status is not None
     assert runs_catalog.run_state(status) == "failed" and status["step"] == "promotion"
     assert "FileNotFoundError" in status["reason"] or "Corrupt" in status["reason"], status["reason"]
     # Its version is registered, not the challenger, with no decision, and the history says why.
@@ -74,7 +75,7 @@ def test_a_failure_while_judging_marks_the_run_failed_and_retires_its_version_un
     assert version == 2 and not registry.decisions(version) and registry.alias(CHALLENGER) is None
     retired = registry.history()[-1]
     assert (retired.action, retired.from_version) == (UNDECIDED, version)
-    assert f"run {latest['run_id']}: judging failed" in retired.reason
+    assert f"run {latest.run_id}: judging failed" in retired.reason
     assert registry_problems(registry.url, store) == []  # a known state, not damage
 
     # The champion's file is back: the same model on the same data reuses version 2 and judges it now.
@@ -85,7 +86,7 @@ def test_a_failure_while_judging_marks_the_run_failed_and_retires_its_version_un
     promotion = again.result()["promotion"]
     assert promotion["version"] == version and promotion["reused"] and "decision" in promotion
     assert len(registry.decisions(version)) == 1
-    statuses = {runs_catalog.run_state(m["status"]) for m in runs_catalog.list_runs(store)}
+    statuses = {runs_catalog.run_state(s) for s in runs_catalog.run_statuses(store).values()}
     assert statuses == {"completed", "failed"}
 
 
@@ -123,10 +124,13 @@ def test_a_run_killed_while_judging_is_recognised_and_the_next_run_judges_its_ve
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed while judging"
 
     (killed,) = runs_catalog.list_runs(store)
-    assert runs_catalog.run_state(killed["status"]) == "stopped" and killed["status"]["step"] == "promotion"
+    status = runs_catalog.read_status(store, killed.run_id)
+    assert (
+        runs_catalog.run_state(status) == "stopped" and status is not None and status["step"] == "promotion"
+    )
     registry = open_registry(small_settings.registry, small_settings.storage)
     (problem,) = registry_problems(registry.url, store)
-    assert problem.startswith("version 1: no promotion decision") and killed["run_id"] in problem
+    assert problem.startswith("version 1: no promotion decision") and killed.run_id in problem
 
     rerun = _run(small_settings, "ease")
     assert rerun.is_completed(), rerun.message

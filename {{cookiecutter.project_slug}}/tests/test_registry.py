@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import pipeline_result
 from sqlalchemy import (
     Column,
     ForeignKey,
@@ -27,6 +28,7 @@ from sqlalchemy import (
 )
 
 from {{ cookiecutter.package_name }}.artifacts import ArtifactStore, open_store
+from {{ cookiecutter.package_name }}.artifacts.manifest import PipelineResult
 from {{ cookiecutter.package_name }}.artifacts.registry import (
     CHALLENGER,
     CHAMPION,
@@ -46,23 +48,16 @@ pytestmark = pytest.mark.unit
 
 def manifest(
     run: str, model: str = "ease", ndcg: float = 0.3, content: str | None = None, dataset: str = "ds"
-) -> dict[str, Any]:
-    """The parts of a run manifest the registry reads; runs of the same `content` (default: the run's own)
-    have the same model bytes and data."""
-    content = content or run
-    ref = {"uri": f"file:///store/objects/{content}", "kind": "x", "size": 1}
-    return {
-        "run_id": run,
-        "model": model,
-        "dataset": {"name": dataset},
-        "config_fingerprint": "f" * 64,
-        "metrics": {"ndcg@10": ndcg},
-        "artifacts": {
-            name: {**ref, "id": f"{name}-{content}"}
-            for name in ("model", "snapshot", "train", "test", "metrics_per_user")
-        },
-        "outputs": {"manifest_id": f"m-{run}", "manifest": f"file:///store/runs/{run}/manifest.json"},
-    }
+) -> PipelineResult:
+    """A run's result as the registry takes it; runs of the same `content` (default: the run's own) have the
+    same model bytes and data."""
+    return pipeline_result(run, model, ndcg, content, dataset)
+
+
+def _with_id(result: PipelineResult, name: str, artifact_id: str) -> PipelineResult:
+    """`result` with its artifact `name` replaced by another of id `artifact_id`."""
+    entry = result.artifacts[name].model_copy(update={"id": artifact_id})
+    return result.model_copy(update={"artifacts": {**result.artifacts, name: entry}})
 
 
 @pytest.fixture
@@ -95,12 +90,16 @@ def test_the_same_model_on_the_same_data_reuses_its_version_and_the_history_says
     assert reuse.actor == "run run-b" and "run run-b: same model model-run-a" in reuse.reason
     assert [m.action for m in registry.history(CHALLENGER)] == ["register", "clear"]
     # The same model on other data, or another model on the same data: new versions.
-    other_data = manifest("run-c", content="run-a")
-    other_data["artifacts"]["snapshot"] = {**other_data["artifacts"]["snapshot"], "id": "snapshot-new"}
-    assert registry.register(other_data, "run run-c").version == 2
-    other_model = manifest("run-d", content="run-a")
-    other_model["artifacts"]["model"] = {**other_model["artifacts"]["model"], "id": "model-new"}
-    assert registry.register(other_model, "run run-d").version == 3
+    assert (
+        registry.register(
+            _with_id(manifest("run-c", content="run-a"), "snapshot", "new"), "run run-c"
+        ).version
+        == 2
+    )
+    assert (
+        registry.register(_with_id(manifest("run-d", content="run-a"), "model", "new"), "run run-d").version
+        == 3
+    )
 
 
 def test_drift_is_acknowledged_once_per_window_and_once_per_cooldown(registry: Registry) -> None:
@@ -446,7 +445,7 @@ def _old_registry(url: str, store: ArtifactStore) -> None:
     with engine.begin() as conn:
         conn.execute(insert(_old.tables["registry_lock"]).values(id=1, moves=7))
         for number, (run, data) in enumerate(_OLD_RUNS.items(), start=1):
-            row = manifest(run)
+            row = manifest(run).document() | {"format": 1}  # as that code wrote them
             row.pop("dataset")
             versions = _old.tables["model_versions"]
             conn.execute(

@@ -78,4 +78,4 @@ def test_pipeline_runs_against_s3_by_configuration_alone(s3_endpoint: str, tmp_p
     assert summary["outputs"]["store"] == f"s3://{BUCKET}/pipeline"
     stored = open_store(settings.storage).read_text(f"runs/{summary['run_id']}/manifest.json")
     assert KEY not in stored and SECRET not in stored  # credentials never reach the manifest
-    assert find_run(open_store(settings.storage), "latest")["run_id"] == summary["run_id"]
+    assert find_run(open_store(settings.storage), "latest").run_id == summary["run_id"]

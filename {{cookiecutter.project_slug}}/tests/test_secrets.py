@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.artifacts import runs as runs_catalog
+from {{ cookiecutter.package_name }}.artifacts.manifest import PipelineResult
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, Registry, registry_problems
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, RegistryConfig, Settings, redact_url
 
@@ -93,7 +94,7 @@ def test_a_password_given_in_the_registry_url_registers_and_is_never_shown(
     # Nothing in the store holds it: both manifest copies, the report, the status, every object.
     store = open_store(Settings(storage={"uri": str(store_dir)}).storage)
     (run,) = runs_catalog.list_runs(store)
-    assert runs_catalog.run_state(run["status"]) == "completed"
+    assert runs_catalog.run_state(runs_catalog.read_status(store, run.run_id)) == "completed"
     files = [p for p in store_dir.rglob("*") if p.is_file()]
     assert any(p.name == "report.md" for p in files) and sum(p.name == "manifest.json" for p in files) == 1
     manifests = [p for p in files if b'"config_fingerprint"' in p.read_bytes()]
@@ -123,13 +124,19 @@ def test_a_password_given_in_the_registry_url_registers_and_is_never_shown(
     rebuilt = _cli("models", "rebuild", *options)
     assert rebuilt.returncode == 0 and "rebuilt 1 versions and 1 decisions" in rebuilt.stdout, rebuilt.stderr
     again = Registry(url.render_as_string(hide_password=False))
-    assert again.get(CHAMPION).run_id == run["run_id"]
+    assert again.get(CHAMPION).run_id == run.run_id
     assert registry_problems(again.url, store) == []
     # The next version number follows the rebuilt ones (PostgreSQL's sequence was moved on).
-    manifest = {
-        **run,
-        "run_id": "later",
-        "outputs": {"manifest_id": "m", "manifest": "runs/later/manifest.json"},
+    other_model = run.artifacts["model"].model_copy(update={"id": "other-model"})
+    outputs = {
+        "manifest_id": "m",
+        "manifest": "runs/later/manifest.json",
+        "report": "",
+        "lineage": "",
+        "store": "",
     }
-    manifest["artifacts"] = {**run["artifacts"], "model": {**run["artifacts"]["model"], "id": "other-model"}}
-    assert again.register(manifest, actor="test").version == 2
+    later = PipelineResult.model_validate(
+        {**run.document(), "run_id": "later", "outputs": outputs}
+        | {"artifacts": {**run.document()["artifacts"], "model": other_model.model_dump()}}
+    )
+    assert again.register(later, actor="test").version == 2

@@ -77,6 +77,7 @@ class Decision:
 
 def decide(
     policy: PromotionConfig,
+    *,
     metric: str,
     version: int,
     challenger: Scores,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import polars as pl
+
+from .artifacts.manifest import RunManifest
 
 
 def describe_interactions(frame: pl.DataFrame) -> dict[str, int | None]:
@@ -44,48 +44,49 @@ def few_users_note(evaluable: int, test_users: int, strategy: str, has_time: boo
     )
 
 
-def metrics_caveat(summary: dict[str, Any]) -> str | None:
-    """`few_users_note` for a run's manifest (or summary): None when its metrics rest on enough users."""
-    metrics, data = summary["metrics"], summary["dataset"]
+def metrics_caveat(manifest: RunManifest) -> str | None:
+    """`few_users_note` for a run: None when its metrics rest on enough users."""
+    metrics = manifest.metrics
     evaluable, skipped = int(metrics.get("users", 0)), int(metrics.get("users_skipped", 0))
-    strategy = str(summary["split"]["strategy"]).split(" ")[0]
-    return few_users_note(evaluable, evaluable + skipped, strategy, data.get("first_timestamp") is not None)
+    strategy = manifest.split.strategy.split(" ")[0]
+    return few_users_note(
+        evaluable, evaluable + skipped, strategy, manifest.dataset.first_timestamp is not None
+    )
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
+def render_markdown(manifest: RunManifest) -> str:
     """A short human report of one pipeline run (shown in the Prefect UI and written beside the outputs)."""
-    data, split, metrics = summary["dataset"], summary["split"], summary["metrics"]
+    data, split, metrics = manifest.dataset, manifest.split, manifest.metrics
     lines = [
-        f"# Pipeline run `{summary['run_id']}`",
+        f"# Pipeline run `{manifest.run_id}`",
         "",
-        f"- model: **{summary['model']}**, seed {summary['seed']}, "
-        f"config fingerprint `{summary['config_fingerprint'][:12]}`",
-        f"- dataset {data.get('name', data['source'])} `{data['id'][:12]}` ({data['source']}): "
-        f"{data['rows']:,} interactions, "
-        f"{data['users']:,} users, {data['items']:,} items",
-        f"- split {split['strategy']}: {split['train_rows']:,} train / {split['test_rows']:,} test events",
+        f"- model: **{manifest.model}**, seed {manifest.seed}, "
+        f"config fingerprint `{manifest.config_fingerprint[:12]}`",
+        f"- dataset {data.name} `{data.id[:12]}` ({data.source}): {data.rows:,} interactions, "
+        f"{data.users:,} users, {data.items:,} items",
+        f"- split {split.strategy}: {split.train_rows:,} train / {split.test_rows:,} test events",
         f"- evaluated users: {int(metrics.get('users', 0)):,} (skipped, unseen in training: "
         f"{int(metrics.get('users_skipped', 0)):,})",
-        f"- validation: {summary['validation']}",
-        *(["", f"> **Caution:** {caveat}"] if (caveat := metrics_caveat(summary)) else []),
+        f"- validation: {manifest.validation}",
+        *(["", f"> **Caution:** {caveat}"] if (caveat := metrics_caveat(manifest)) else []),
         "",
         "| metric | value | 95% interval |",
         "| --- | --- | --- |",
     ]
-    intervals = summary.get("metric_intervals", {})
+    intervals = manifest.metric_intervals
     lines += [
         f"| {name} | {value:.4f} | {_interval(intervals.get(name))} |"
         for name, value in metric_items(metrics)
     ]
     lines += ["", "## Artifacts", "", "| name | id | made by | from |", "| --- | --- | --- | --- |"]
     lines += [
-        f"| {name} | `{a['id'][:12]}` | {a['task']} | {', '.join(a['parents'])} |"
-        for name, a in summary["artifacts"].items()
+        f"| {name} | `{a.id[:12]}` | {a.task} | {', '.join(a.parents)} |"
+        for name, a in manifest.artifacts.items()
     ]
     lines += ["", "## Tasks", "", "| task | state | seconds | peak RSS MB |", "| --- | --- | --- | --- |"]
     lines += [
-        f"| {name} | {t['state']} | {t['seconds']:.2f} | {_megabytes(t.get('peak_rss_mb'))} |"
-        for name, t in summary["tasks"].items()
+        f"| {name} | {t.state} | {t.seconds:.2f} | {_megabytes(t.peak_rss_mb)} |"
+        for name, t in manifest.tasks.items()
     ]
     return "\n".join(lines) + "\n"
 

@@ -10,29 +10,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .artifacts import runs as runs_catalog
+from .artifacts.manifest import RunManifest
 from .settings import deep_merge
 
 # Sections a rebuild sets itself, so their differences from the run say nothing about the run.
 _REBUILD_OWNS = ("storage.", "promotion.")
 
 
-def rebuild_config(manifest: dict[str, Any], changes: dict[str, Any], scratch: str) -> dict[str, Any]:
+def rebuild_config(manifest: RunManifest, changes: dict[str, Any], scratch: str) -> dict[str, Any]:
     """The resolved config of a rebuild of `manifest`'s run, with `changes` laid over it.
 
     The rebuild writes to a private store (`scratch`): it neither reads the original outputs nor shares
     their cache entries. Promotion is off: it reads and moves the registry, and a rebuild registers nothing.
     """
     isolated = {"storage": {"uri": scratch}, "promotion": {"enabled": False}}
-    return deep_merge(manifest["config"], {**changes, **isolated})
+    return deep_merge(manifest.config, {**changes, **isolated})
 
 
-def torch_threads(manifest: dict[str, Any]) -> int:
+def torch_threads(manifest: RunManifest) -> int:
     """The torch thread count the run trained with: float sums are split across threads, so another
     count changes the last bits of the weights; a rebuild uses the recorded one, whatever the machine has."""
-    return int(manifest["environment"]["torch"]["threads"])
+    return manifest.environment.torch.threads
 
 
-def pin_threads(manifest: dict[str, Any]) -> int:
+def pin_threads(manifest: RunManifest) -> int:
     """Set this process's torch thread count to the run's (`torch_threads`); returns it."""
     import torch  # heavy: only a rebuild needs it
 
@@ -54,7 +55,7 @@ class Verdict:
         return self.difference is None
 
 
-def judge(expected: dict[str, Any], actual: dict[str, Any]) -> Verdict:
+def judge(expected: RunManifest, actual: RunManifest) -> Verdict:
     """Compare a rebuild's manifest (`actual`) with the run's (`expected`)."""
     diff = runs_catalog.compare(expected, actual)
     config_notes = [

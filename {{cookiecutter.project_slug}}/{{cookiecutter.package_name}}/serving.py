@@ -23,6 +23,7 @@ import polars as pl
 import torch
 
 from .artifacts import ArtifactRef, ArtifactStore, runs
+from .artifacts.manifest import read_manifest
 from .artifacts.registry import CHAMPION, ModelVersion, Registry, VersionNotFound
 from .models import Recommender
 from .models.base import top_k
@@ -69,9 +70,9 @@ def refit_for_serving(
     held = registry.get(version)
     if held.serving is not None:
         return held.serving, False
-    manifest = json.loads(store.read_text(f"runs/{held.run_id}/{runs.MANIFEST_NAME}"))
-    cfg = ModelConfig.model_validate(manifest["config"]["model"])
-    seed, threads = int(manifest["seed"]), manifest.get("environment", {}).get("torch", {}).get("threads")
+    manifest = read_manifest(json.loads(store.read_text(f"runs/{held.run_id}/{runs.MANIFEST_NAME}")))
+    cfg = ModelConfig.model_validate(manifest.config["model"])
+    seed, threads = manifest.seed, manifest.environment.torch.threads
     evaluated = _fetch(store, ArtifactRef(**held.artifact("model")))
     snapshot = store.get_frame(ArtifactRef(**held.artifact("snapshot")))
     started = time.perf_counter()

@@ -19,31 +19,20 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from .locks import _alive
+from .manifest import ManifestUnreadable, RunManifest, read_manifest
 from .store import ArtifactRef, ArtifactStore
 
-FORMAT = 1
 MANIFEST_NAME = "manifest.json"
 STATUS_NAME = "status.json"
 RUNNING: Final = "running"
 COMPLETED: Final = "completed"
 FAILED: Final = "failed"
 STOPPED: Final = "stopped"  # never written: a `running` run whose process is gone (killed)
-# What the catalog reads from every manifest (`runs`, `lineage`, `compare`, `reproduce`).
-_REQUIRED = (
-    "run_id",
-    "started_at",
-    "finished_at",
-    "config",
-    "dataset",
-    "artifacts",
-    "metrics",
-    "environment",
-)
 
 log = logging.getLogger(__name__)
 
@@ -52,49 +41,41 @@ class RunNotFound(LookupError):
     pass
 
 
-def artifact_entry(ref: ArtifactRef, task: str, parents: Iterable[str]) -> dict[str, Any]:
-    """One artifact as a manifest lists it: its reference, the task that made it, what it was made from."""
-    return {**ref.model_dump(), "task": task, "parents": list(parents)}
-
-
-def write_manifest(store: ArtifactStore, manifest: dict[str, Any]) -> tuple[ArtifactRef, str]:
+def write_manifest(store: ArtifactStore, manifest: RunManifest) -> tuple[ArtifactRef, str]:
     """Store the manifest content-addressed and by run id; returns its reference and its by-name URI."""
-    ref = store.put_json(manifest, kind="manifest")
-    uri = store.write_text(f"runs/{manifest['run_id']}/{MANIFEST_NAME}", store.get_bytes(ref).decode())
+    ref = store.put_json(manifest.document(), kind="manifest")
+    uri = store.write_text(f"runs/{manifest.run_id}/{MANIFEST_NAME}", store.get_bytes(ref).decode())
     return ref, uri
 
 
-def list_runs(store: ArtifactStore, tags: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every run's manifest, oldest first, keeping those that carry all of `tags`; each with its `status`
-    (None for a run made before statuses were kept)."""
+def list_runs(store: ArtifactStore, tags: Mapping[str, str] | None = None) -> list[RunManifest]:
+    """Every run's manifest (upgraded to today's format), oldest first, keeping those that carry all of
+    `tags`. A run's outcome is beside it (`read_status`, `run_statuses`)."""
     manifests = []
     for run_id in store.list("runs"):
         path = f"runs/{run_id}/{MANIFEST_NAME}"
         try:
-            manifest = _read_json(store, path)
-            problem = manifest_problem(manifest)
+            manifest = read_manifest(_read_json(store, path))
         except FileNotFoundError:
             continue  # a run that failed before writing its manifest
-        except ValueError as exc:  # not JSON, or not UTF-8
-            problem = f"does not parse ({type(exc).__name__})"
-        if problem is not None:
+        except ValueError as exc:  # not JSON, not UTF-8, or not a manifest (ManifestUnreadable)
             # One damaged manifest must not hide every other run; `verify` reports it with the rest.
+            problem = (
+                str(exc) if isinstance(exc, ManifestUnreadable) else f"does not parse ({type(exc).__name__})"
+            )
             log.warning("skipped run %s: %s %s; `verify` reports it", run_id, store.uri_of(path), problem)
             continue
-        if all(manifest.get("tags", {}).get(k) == v for k, v in (tags or {}).items()):
-            manifests.append({**manifest, "status": read_status(store, run_id)})
-    return sorted(manifests, key=lambda m: (m["started_at"], m["run_id"]))
+        if all(manifest.tags.get(k) == v for k, v in (tags or {}).items()):
+            manifests.append(manifest)
+    return sorted(manifests, key=lambda m: (m.started_at, m.run_id))
 
 
-def manifest_problem(manifest: Any) -> str | None:
-    """Why a parsed manifest cannot be read as one (not a mapping, or missing what the catalog reads)."""
-    if not isinstance(manifest, dict):
-        return f"is a JSON {type(manifest).__name__}, not a manifest"
-    missing = [key for key in _REQUIRED if key not in manifest]
-    if missing:
-        return f"lacks {', '.join(missing)}"
-    if not isinstance(manifest["artifacts"], dict):
-        return "has artifacts that are not a mapping"
+def manifest_problem(document: Any) -> str | None:
+    """Why a parsed JSON document cannot be read as a run manifest of any known format (None: it can)."""
+    try:
+        read_manifest(document)
+    except ManifestUnreadable as exc:
+        return str(exc)
     return None
 
 
@@ -137,20 +118,20 @@ def run_state(status: Mapping[str, Any] | None) -> str:
     return state
 
 
-def find_run(store: ArtifactStore, key: str) -> dict[str, Any]:
+def find_run(store: ArtifactStore, key: str) -> RunManifest:
     """A run by id or unique id prefix; `latest` is the newest run."""
     runs = list_runs(store)
     if not runs:
         raise RunNotFound(f"no runs in {store.uri_of('runs')}")
     if key == "latest":
         return runs[-1]
-    matches = [m for m in runs if m["run_id"].startswith(key)]
+    matches = [m for m in runs if m.run_id.startswith(key)]
     if len(matches) != 1:
         raise RunNotFound(f"{'no' if not matches else 'more than one'} run matches {key!r}")
     return matches[0]
 
 
-def find_artifact(store: ArtifactStore, key: str) -> tuple[dict[str, Any], str]:
+def find_artifact(store: ArtifactStore, key: str) -> tuple[RunManifest, str]:
     """The newest run that produced an artifact whose id starts with `key`, and that artifact's name.
 
     A run id (or `latest`) names that run's model.
@@ -160,19 +141,19 @@ def find_artifact(store: ArtifactStore, key: str) -> tuple[dict[str, Any], str]:
     except RunNotFound:
         pass
     for manifest in reversed(list_runs(store)):
-        for name, entry in manifest["artifacts"].items():
-            if len(key) >= 6 and entry["id"].startswith(key):
+        for name, entry in manifest.artifacts.items():
+            if len(key) >= 6 and entry.id.startswith(key):
                 return manifest, name
     raise RunNotFound(f"no run or artifact matches {key!r}")
 
 
-def lineage_chain(manifest: Mapping[str, Any], focus: str) -> list[str]:
+def lineage_chain(manifest: RunManifest, focus: str) -> list[str]:
     """Names of `focus` and everything it was made from, inputs first (the chain to print)."""
-    artifacts = manifest["artifacts"]
+    artifacts = manifest.artifacts
     seen: list[str] = []
 
     def visit(name: str) -> None:
-        for parent in artifacts.get(name, {}).get("parents", []):
+        for parent in artifacts[name].parents if name in artifacts else []:
             visit(parent)
         if name not in seen:
             seen.append(name)
@@ -181,92 +162,96 @@ def lineage_chain(manifest: Mapping[str, Any], focus: str) -> list[str]:
     return seen
 
 
-def describe_chain(manifest: Mapping[str, Any], focus: str) -> list[str]:
+def describe_chain(manifest: RunManifest, focus: str) -> list[str]:
     """One line per step: what `focus` came from (down to the raw input bytes), then what came from it."""
-    artifacts, lines = manifest["artifacts"], []
+    artifacts, lines = manifest.artifacts, []
     downstream = [n for n in lineage_order(manifest) if n != focus and focus in lineage_chain(manifest, n)]
     for name in lineage_chain(manifest, focus) + downstream:
         if name == "inputs":
-            files = manifest["dataset"]["inputs"] or [{"path": f"(synthetic, seed {manifest['seed']})"}]
+            files = manifest.dataset.inputs or [{"path": f"(synthetic, seed {manifest.seed})"}]
             for f in files:
                 detail = f" sha256 {f['sha256'][:12]} {f['size']:,} bytes" if "sha256" in f else ""
                 lines.append(f"input     {f['path']}{detail}")
             continue
         entry = artifacts[name]
-        parents = ", ".join(entry["parents"])
+        parents = ", ".join(entry.parents)
         marker = "  <- asked" if name == focus else ""
-        lines.append(f"{name:<9} {entry['id'][:12]}  task {entry['task']:<8} from {parents}{marker}")
+        lines.append(f"{name:<9} {entry.id[:12]}  task {entry.task:<8} from {parents}{marker}")
     return lines
 
 
-def mermaid(manifest: Mapping[str, Any]) -> str:
+def mermaid(manifest: RunManifest) -> str:
     """The run's lineage as a Mermaid flowchart (renders on GitHub, in many editors and in the Prefect UI)."""
     lines = ["flowchart LR"]
-    inputs = manifest["dataset"]["inputs"]
+    inputs = manifest.dataset.inputs
     label = (
         "<br/>".join(f"{f['path']}<br/>sha256 {f['sha256'][:12]}" for f in inputs) or "synthetic generator"
     )
     lines.append(f'  inputs["inputs<br/>{label}"]')
-    for name, entry in manifest["artifacts"].items():
-        lines.append(f'  {name}["{name}<br/>{entry["id"][:12]}"]')
-        lines += [f"  {parent} -->|{entry['task']}| {name}" for parent in entry["parents"]]
+    for name, entry in manifest.artifacts.items():
+        lines.append(f'  {name}["{name}<br/>{entry.id[:12]}"]')
+        lines += [f"  {parent} -->|{entry.task}| {name}" for parent in entry.parents]
     return "\n".join(lines) + "\n"
 
 
-def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+def compare(a: RunManifest, b: RunManifest) -> dict[str, list[tuple[str, Any, Any]]]:
     """What differs between two runs: config values, data, artifacts, metrics and environment."""
-    config_a, config_b = flatten(a["config"]), flatten(b["config"])
+    config_a, config_b = flatten(a.config), flatten(b.config)
     keys = sorted(set(config_a) | set(config_b))
     env_a, env_b = _env_summary(a), _env_summary(b)
+    data_a, data_b = a.dataset.model_dump(), b.dataset.model_dump()
+    ids_a, ids_b = _artifact_ids(a), _artifact_ids(b)
     return {
         "config": [(k, config_a.get(k), config_b.get(k)) for k in keys if config_a.get(k) != config_b.get(k)],
         "data": [
-            (k, a["dataset"].get(k), b["dataset"].get(k))
+            (k, data_a.get(k), data_b.get(k))
             for k in ("id", "rows", "users", "items")
-            if a["dataset"].get(k) != b["dataset"].get(k)
+            if data_a.get(k) != data_b.get(k)
         ],
         "artifacts": [
-            (name, a["artifacts"].get(name, {}).get("id"), b["artifacts"].get(name, {}).get("id"))
-            for name in sorted(set(a["artifacts"]) | set(b["artifacts"]))
-            if a["artifacts"].get(name, {}).get("id") != b["artifacts"].get(name, {}).get("id")
+            (name, ids_a.get(name), ids_b.get(name))
+            for name in sorted(set(ids_a) | set(ids_b))
+            if ids_a.get(name) != ids_b.get(name)
         ],
-        "metrics": [
-            (k, a["metrics"].get(k), b["metrics"].get(k))
-            for k in sorted(set(a["metrics"]) | set(b["metrics"]))
-        ],
+        "metrics": [(k, a.metrics.get(k), b.metrics.get(k)) for k in sorted(set(a.metrics) | set(b.metrics))],
         "environment": [
             (k, env_a.get(k), env_b.get(k)) for k in sorted(env_a) if env_a.get(k) != env_b.get(k)
         ],
     }
 
 
-def first_difference(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> str | None:
+def first_difference(expected: RunManifest, actual: RunManifest) -> str | None:
     """The first artifact, in pipeline order, whose id differs between two manifests (or None)."""
-    for f_exp, f_act in zip(expected["dataset"]["inputs"], actual["dataset"]["inputs"], strict=False):
+    for f_exp, f_act in zip(expected.dataset.inputs, actual.dataset.inputs, strict=False):
         if f_exp["sha256"] != f_act["sha256"]:
             return (
                 f"input {f_exp['path']}: sha256 {f_exp['sha256'][:12]} expected, {f_act['sha256'][:12]} now"
             )
-    if len(expected["dataset"]["inputs"]) != len(actual["dataset"]["inputs"]):
+    if len(expected.dataset.inputs) != len(actual.dataset.inputs):
         return "inputs: a different set of input files"
+    rebuilt = _artifact_ids(actual)
     for name in lineage_order(expected):
-        want = expected["artifacts"][name]["id"]
-        got = actual["artifacts"].get(name, {}).get("id")
+        want, got = expected.artifacts[name].id, rebuilt.get(name)
         if want != got:
-            task = expected["artifacts"][name]["task"]
+            task = expected.artifacts[name].task
             return f"{name} (task {task}): {want[:12]} expected, {str(got)[:12]} rebuilt"
     return None
 
 
-def lineage_order(manifest: Mapping[str, Any]) -> list[str]:
+def lineage_order(manifest: RunManifest) -> list[str]:
     """All artifact names, each after its parents."""
     order: list[str] = []
-    for name in manifest["artifacts"]:
+    for name in manifest.artifacts:
         order += [n for n in lineage_chain(manifest, name) if n not in order and n != "inputs"]
     return order
 
 
+def _artifact_ids(manifest: RunManifest) -> dict[str, str]:
+    return {name: entry.id for name, entry in manifest.artifacts.items()}
+
+
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as `section.key` -> value."""
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, inner in value.items():
@@ -275,15 +260,15 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
-def _env_summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    env = manifest["environment"]
-    packages = {p.split("==")[0].lower(): p for p in env["packages"]}
+def _env_summary(manifest: RunManifest) -> dict[str, Any]:
+    env = manifest.environment
+    packages = {p.split("==")[0].lower(): p for p in env.packages}
     return {
-        "python": env["python"],
-        "torch": env["torch"]["version"],
-        "code": env["code"]["package_sha256"][:12],
-        "git_commit": env["code"]["git_commit"],
-        "cpu": env["hardware"]["cpu"],
+        "python": env.python,
+        "torch": env.torch.version,
+        "code": env.code.package_sha256[:12],
+        "git_commit": env.code.git_commit,
+        "cpu": env.hardware.get("cpu"),
         **{
             f"package {name}": packages.get(name)
             for name in ("polars", "numpy", "prefect", "great-expectations")

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..settings import RegistryConfig, StorageConfig
 from .landing import CURRENT
+from .manifest import RunManifest
 from .registry import Registry, open_registry, registry_url
 from .runs import MANIFEST_NAME, manifest_problem
 from .store import OBJECTS, ArtifactRef, ArtifactStore
@@ -114,13 +115,13 @@ def existing_registry(cfg: RegistryConfig, storage: StorageConfig) -> Registry |
     return open_registry(cfg, storage)
 
 
-def check_run(store: ArtifactStore, manifest: Mapping[str, Any]) -> list[Problem]:
+def check_run(store: ArtifactStore, manifest: RunManifest) -> list[Problem]:
     """The artifacts of one run that are missing from the store or no longer hash to their ids."""
     problems = []
-    for name, entry in manifest["artifacts"].items():
-        ref = _ref(entry)
+    for name, entry in manifest.artifacts.items():
+        ref = entry.ref()
         if not store.is_whole(ref):
-            where = f"{_where(store, ref)} ({name} of run {manifest['run_id']})"
+            where = f"{_where(store, ref)} ({name} of run {manifest.run_id})"
             problems.append(Problem("object", ref.id, where, "missing or corrupt"))
     return problems
 
@@ -217,6 +218,8 @@ def _check_registry(store: ArtifactStore, objects: _Objects, registry: Registry)
             refs += [(name, _ref(entry)) for name, entry in v.artifacts.items()]
             if v.serving:  # the refit `recommend` serves once the version is promoted
                 refs.append(("serving model", _ref(v.serving["model"])))
+                if "top" in v.serving:  # its top table, which `recommend --user` reads (none before tables)
+                    refs.append(("serving top table", _ref(v.serving["top"])))
         except (KeyError, TypeError) as exc:
             problems.append(Problem("registry", v.model_id, where, f"unreadable artifacts: {exc}"))
         seen = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -14,6 +14,7 @@ from rich.table import Table
 from .. import reproduce as reproduction
 from ..artifacts import ArtifactStore, open_store
 from ..artifacts import runs as runs_catalog
+from ..artifacts.manifest import PipelineResult, TaskRecord
 from ..settings import MODEL_NAMES, PACKAGE, Settings, dotted_overrides
 from .common import (
     ConfigOption,
@@ -60,7 +61,7 @@ def run(
     state = run_pipeline(settings)
     if not state.is_completed():
         fail(f"pipeline {state.name}: {state_message(state)}", code=1)
-    _print_summary(state.result(), open_store(settings.storage))
+    _print_summary(PipelineResult.model_validate(state.result()), open_store(settings.storage))
 
 
 @app.command()
@@ -83,15 +84,15 @@ def reproduce(
     for problem in damaged:
         console.print(str(problem), soft_wrap=True, highlight=False)
     if damaged:
-        fail(f"not reproduced: {len(damaged)} stored artifact(s) of run {expected['run_id']} are damaged", 1)
+        fail(f"not reproduced: {len(damaged)} stored artifact(s) of run {expected.run_id} are damaged", 1)
     reproduction.pin_threads(expected)
     with tempfile.TemporaryDirectory(prefix="reproduce-") as scratch:
         resolved = reproduction.rebuild_config(expected, changes, scratch)
-        console.print(f"rebuilding run {expected['run_id']} from its manifest, in a scratch store")
+        console.print(f"rebuilding run {expected.run_id} from its manifest, in a scratch store")
         state = run_pipeline(Settings.from_resolved(resolved))
         if not state.is_completed():
             fail(f"rebuild {state.name}: {state_message(state)}", code=1)
-        actual = state.result()
+        actual = PipelineResult.model_validate(state.result())
     verdict = reproduction.judge(expected, actual)
     for note in verdict.config_notes:
         console.print(note)
@@ -100,8 +101,8 @@ def reproduce(
             console.print(note)
         fail(f"not reproduced; first difference: {verdict.difference}", code=1)
     console.print(
-        f"[green]reproduced[/]: all {len(expected['artifacts'])} artifact ids match run "
-        f"{expected['run_id']}, and its stored objects hash to them"
+        f"[green]reproduced[/]: all {len(expected.artifacts)} artifact ids match run "
+        f"{expected.run_id}, and its stored objects hash to them"
     )
 
 
@@ -175,8 +176,8 @@ def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     console.print_json(json.dumps({"fingerprint": settings.fingerprint(), "settings": settings.resolved()}))
 
 
-def _task_states(tasks: dict[str, dict[str, Any]]) -> str:
-    cached = [name for name, t in tasks.items() if t["state"] == "Cached"]
+def _task_states(tasks: dict[str, TaskRecord]) -> str:
+    cached = [name for name, t in tasks.items() if t.state == "Cached"]
     if len(cached) == len(tasks):
         return f"all {len(tasks)} cached (nothing recomputed)"
     return f"{len(tasks) - len(cached)} ran, {len(cached)} cached" + (
@@ -184,34 +185,31 @@ def _task_states(tasks: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _print_summary(summary: dict[str, Any], store: ArtifactStore) -> None:
+def _print_summary(result: PipelineResult, store: ArtifactStore) -> None:
     from ..report import metrics_caveat
 
-    data, outputs = summary["dataset"], summary["outputs"]
-    named = data.get("name", data["source"])
-    table = Table(title=f"{summary['model']} on dataset {named} ({data['source']}, {data['id'][:12]})")
+    data, split, outputs = result.dataset, result.split, result.outputs
+    table = Table(title=f"{result.model} on dataset {data.name} ({data.source}, {data.id[:12]})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("95% interval", justify="right")
-    intervals = summary.get("metric_intervals", {})
-    for name, value in sorted(summary["metrics"].items()):
-        low, high = intervals.get(name, (None, None))
+    for name, value in sorted(result.metrics.items()):
+        low, high = result.metric_intervals.get(name, (None, None))
         bounds = f"{low:.4f} - {high:.4f}" if low is not None else ""
         table.add_row(name, f"{value:.4f}" if "@" in name else f"{int(value):,}", bounds)
     console.print(table)
     console.print(
-        f"dataset: {data['rows']:,} interactions, {data['users']:,} users, {data['items']:,} items\n"
-        f"split: {summary['split']['strategy']}, {summary['split']['train_rows']:,} train / "
-        f"{summary['split']['test_rows']:,} test\n"
-        f"tasks: {_task_states(summary['tasks'])}\n"
-        f"report:   {link(store, outputs['report'])}\nmanifest: {link(store, outputs['manifest'])}\n"
-        f"store:    {outputs['store']}",
+        f"dataset: {data.rows:,} interactions, {data.users:,} users, {data.items:,} items\n"
+        f"split: {split.strategy}, {split.train_rows:,} train / {split.test_rows:,} test\n"
+        f"tasks: {_task_states(result.tasks)}\n"
+        f"report:   {link(store, outputs.report)}\nmanifest: {link(store, outputs.manifest)}\n"
+        f"store:    {outputs.store}",
         soft_wrap=True,  # keep URIs whole (copyable) whatever the terminal width
     )
-    caveat = metrics_caveat(summary)
+    caveat = metrics_caveat(result)
     if caveat:
         err.print(f"[yellow]warning:[/] {escape(caveat)}", soft_wrap=True, highlight=False)
-    promotion = summary.get("promotion")
+    promotion = result.promotion
     if promotion and promotion.get("decided_before"):  # the same model on the same data: nothing judged
         console.print(f"model {promotion['summary']}", soft_wrap=True, highlight=False)
     elif promotion:

@@ -1,4 +1,4 @@
-"""Commands that read the runs in the artifact store: `runs`, `lineage`, `compare`, `verify`."""
+"""Commands that read the runs in the artifact store: `runs`, `lineage`, `compare`, `verify`, `dashboard`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..artifacts import open_store
 from ..artifacts import runs as runs_catalog
+from ..artifacts.manifest import RunManifest
 from .common import (
     ConfigOption,
     JsonOption,
@@ -18,6 +19,7 @@ from .common import (
     cell,
     console,
     fail,
+    link,
     load,
     print_json,
     store_of,
@@ -46,7 +48,8 @@ def runs(
 ) -> None:
     """List the runs in the artifact store (filter with --tag key=value)."""
     store = store_of(config, set_)
-    rows = [_run_row(m) for m in runs_catalog.list_runs(store, tags(tag or []))]
+    statuses = runs_catalog.run_statuses(store)
+    rows = [_run_row(m, statuses.get(m.run_id)) for m in runs_catalog.list_runs(store, tags(tag or []))]
     if as_json:
         print_json(rows)
         return
@@ -70,23 +73,24 @@ def runs(
     console.print(table)
 
 
-def _run_row(m: dict[str, Any]) -> dict[str, Any]:
-    """What `runs` shows of one manifest."""
-    state = runs_catalog.run_state(m["status"])
-    failed = state in (runs_catalog.FAILED, runs_catalog.STOPPED) and m["status"]
+def _run_row(m: RunManifest, status: dict[str, Any] | None) -> dict[str, Any]:
+    """What `runs` shows of one run."""
+    state = runs_catalog.run_state(status)
+    failed = state in (runs_catalog.FAILED, runs_catalog.STOPPED) and status
     return {
-        "run_id": m["run_id"],
+        "run_id": m.run_id,
         "status": state,
-        "failed_at": (m["status"].get("step") or "?") if failed else None,
-        "finished_at": m["finished_at"],
-        "user": m["environment"]["user"],
-        "tags": m["tags"],
-        "config_fingerprint": m["config_fingerprint"],
-        "dataset": m["dataset"]["id"],
-        "model": m["model"],
-        "ndcg@10": m["metrics"].get("ndcg@10"),
-        "cached_tasks": sum(t["state"] == "Cached" for t in m["tasks"].values()),
-        "tasks": len(m["tasks"]),
+        "failed_at": (status.get("step") or "?") if failed and status else None,
+        "finished_at": m.finished_at,
+        "user": m.environment.user,
+        "tags": m.tags,
+        "config_fingerprint": m.config_fingerprint,
+        "dataset": m.dataset.id,
+        "dataset_name": m.dataset.name,
+        "model": m.model,
+        "ndcg@10": m.metrics.get("ndcg@10"),
+        "cached_tasks": sum(t.state == "Cached" for t in m.tasks.values()),
+        "tasks": len(m.tasks),
     }
 
 
@@ -102,13 +106,11 @@ def lineage(
         fail(f"--out {out}: the folder {out.parent} does not exist", code=2)
     store = store_of(config, set_)
     manifest, name = runs_catalog.find_artifact(store, key)
-    entry = manifest["artifacts"][name]
-    console.print(
-        f"{name} {entry['id']} (run {manifest['run_id']}, {manifest['finished_at']})", soft_wrap=True
-    )
+    entry = manifest.artifacts[name]
+    console.print(f"{name} {entry.id} (run {manifest.run_id}, {manifest.finished_at})", soft_wrap=True)
     for line in runs_catalog.describe_chain(manifest, name):
         console.print("  " + line, soft_wrap=True, highlight=False)
-    target = out or Path(f"lineage-{entry['id'][:12]}.mmd")
+    target = out or Path(f"lineage-{entry.id[:12]}.mmd")
     target.write_text(runs_catalog.mermaid(manifest))
     console.print(f"graph: {target}")
 
@@ -126,11 +128,11 @@ def compare_runs(
     a, b = runs_catalog.find_run(store, run_a), runs_catalog.find_run(store, run_b)
     diff = runs_catalog.compare(a, b)
     if as_json:
-        print_json({"a": a["run_id"], "b": b["run_id"], **diff})
+        print_json({"a": a.run_id, "b": b.run_id, **diff})
         return
     for section in ("config", "data", "artifacts", "metrics", "environment"):
         table = Table(title=section)
-        for column in ("", a["run_id"][:8], b["run_id"][:8]):
+        for column in ("", a.run_id[:8], b.run_id[:8]):
             table.add_column(column)
         if section == "metrics":
             table.add_column("b - a", justify="right")
@@ -165,3 +167,24 @@ def verify(config: ConfigOption = None, set_: SetOption = None) -> None:
     if opening or not result.ok:
         fail(f"store {store.uri_of('')}: {result.summary()}", code=1)
     console.print(f"store {store.uri_of('')}: {result.summary()}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def dashboard(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the page here instead of into the store.")
+    ] = None,
+) -> None:
+    """Rebuild the HTML dashboard across runs (default: dashboard/index.html in the store); print where."""
+    from ..dashboard import collect_for
+    from ..dashboard_page import render_page, store_page
+
+    board, store = collect_for(load(config, set_))
+    if out is None:
+        typer.echo(link(store, store_page(store, board)))
+        return
+    # Away from the store, its files are linked as `serve-files` (or S3) serves them.
+    out.write_text(render_page(board, store.link))
+    typer.echo(str(out))
