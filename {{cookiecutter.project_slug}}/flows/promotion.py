@@ -44,6 +44,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from flows.ui import ARTIFACT_PREFIX
+from {{ cookiecutter.package_name }} import model_card
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store, runs
 from {{ cookiecutter.package_name }}.artifacts.manifest import PipelineResult, read_manifest
 from {{ cookiecutter.package_name }}.artifacts.registry import (
@@ -146,7 +147,9 @@ def judge_task(
     )
     ref = store.put_json(decision.to_dict(), kind="promotion-decision")
     registry.record_decision(version, decision.promote, label, decision.reason, ref.id)
-    runs.update_status(store, run_id, registry={"decision": ref.model_dump()})
+    card = model_card.build(registry, store, candidate)
+    card_ref = model_card.save(store, candidate, card)
+    runs.update_status(store, run_id, registry={"decision": ref.model_dump(), "card": card_ref.model_dump()})
     get_run_logger().info("dataset %s, version %d: %s", candidate.dataset, version, decision.reason)
     create_markdown_artifact(
         key=f"{ARTIFACT_PREFIX}-promotion", markdown=decision.markdown(), description="Promotion decision"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from typing import Annotated
 
@@ -9,7 +10,17 @@ import typer
 from rich.table import Table
 
 from ..artifacts import open_store
-from .common import ConfigOption, JsonOption, SetOption, console, fail, load, print_json, registry_of
+from .common import (
+    ConfigOption,
+    JsonOption,
+    SetOption,
+    console,
+    err,
+    fail,
+    load,
+    print_json,
+    registry_of,
+)
 
 app = typer.Typer(help="The model registry: versions, champion/challenger, promotions, history.")
 
@@ -76,6 +87,24 @@ def show(version: VersionArgument, config: ConfigOption = None, set_: SetOption 
         console.print(
             f"  decision {d.at} vs {d.reference}: {verdict}. {d.reason}", soft_wrap=True, highlight=False
         )
+
+
+@app.command("card")
+def card(version: VersionArgument, config: ConfigOption = None, set_: SetOption = None) -> None:
+    """A version's model card (an alias: the configured dataset's), in Markdown: intended use, dataset, split
+    and leakage check, metrics with intervals, the comparison that judged it, the decision, environment and
+    lineage ids."""
+    from .. import model_card
+
+    settings = load(config, set_)
+    registry, store = registry_of(settings), open_store(settings.storage)
+    held = registry.get(version, settings.data.dataset_name())
+    text = model_card.stored(store, held)
+    if text is None:  # judged before cards were kept, or not judged: built from what the store holds
+        err.print(f"version {held.version} has no stored card; built from its run and decisions now")
+        text = model_card.build(registry, store, held)
+    # Plain text, not the console: the Markdown's brackets are not rich markup.
+    sys.stdout.write(text)
 
 
 @app.command("promote")
