@@ -34,6 +34,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from .canonical import canonical_json
+
 PACKAGE = __name__.split(".")[0]
 # The models a config can name: the one list the settings, the CLI's choices and `models.MODELS` follow.
 ModelName = Literal["popularity", "itemknn", "ease", "bpr", "ials"]
@@ -600,8 +602,7 @@ class Settings(BaseSettings):
                 "data": {"name", "items"},
             },
         )
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()
+        return hashlib.sha256(canonical_json(payload)).hexdigest()
 
     @classmethod
     def from_resolved(cls, resolved: Mapping[str, Any]) -> Settings:

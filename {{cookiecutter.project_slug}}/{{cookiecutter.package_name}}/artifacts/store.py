@@ -28,6 +28,7 @@ import polars as pl
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict
 
+from ..canonical import canonical_json
 from ..settings import StorageConfig
 from . import files, locks
 
@@ -272,11 +273,6 @@ class ArtifactStore:
 
 def _is_digest(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Stable JSON bytes (sorted keys, no whitespace variation) so equal values get equal ids."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode()
 
 
 def local_root(uri: str) -> Path:

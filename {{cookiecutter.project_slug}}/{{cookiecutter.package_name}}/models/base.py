@@ -25,6 +25,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.nn import functional
 
+from ..canonical import canonical_json
+
 FORMAT_VERSION = "1"
 # Item-item models hold dense items x items matrices: 40k^2 fp32 is 6.4 GB, and fitting needs twice that.
 MAX_DENSE_ITEMS = 40_000
@@ -284,7 +286,7 @@ class Recommender(ABC):
         }
         # One metadata key holding canonical JSON: safetensors writes several keys in hash order, which would
         # make the bytes (and so the artifact id) of the same model differ between runs.
-        metadata = {_METADATA_KEY: json.dumps(header, sort_keys=True, separators=(",", ":"))}
+        metadata = {_METADATA_KEY: canonical_json(header).decode()}
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
 
     @classmethod
