@@ -44,9 +44,10 @@ def bake(cookies: Any, **answers: str) -> Path:
 
 
 def expected_files(context: dict[str, Any]) -> set[str]:
-    """Every template file with its name rendered, minus what post_gen_project prunes for these answers."""
+    """Every template file with its name rendered, minus what post_gen_project prunes for these answers, plus
+    the `.cruft.json` it writes."""
     env = Environment(keep_trailing_newline=True)
-    files = set()
+    files = {".cruft.json"}
     for path in TEMPLATE_DIR.rglob("*"):
         relative = path.relative_to(TEMPLATE_DIR)
         if path.is_dir() or _IGNORED_DIRS & set(relative.parts):
