@@ -27,18 +27,20 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
+from flows.dashboard import after_run
 from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
 from {{ cookiecutter.package_name }} import alerts, monitoring
 from {{ cookiecutter.package_name }}.artifacts import ArtifactRef, ArtifactStore, open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import current_snapshot
 from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, ModelVersion, Registry, open_registry
+from {{ cookiecutter.package_name }}.dashboard import CHECKS
 from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings, settings_for_flow
 
 DATASET_RESOURCE = f"{PACKAGE}.dataset.interactions"
 LATEST = "monitor/latest.json"  # the newest check, by name, for people and for `simulate`
 
 
-@flow(name="monitor", flow_run_name="monitor")
+@flow(name="monitor", flow_run_name="monitor", on_completion=[after_run], on_failure=[after_run])
 def monitor(config: dict[str, Any] | None = None, config_files: list[str] | None = None) -> dict[str, Any]:
     """Compare the data since the champion's training data with it; report; emit the drift event if needed."""
     settings = settings_for_flow(config, config_files)
@@ -147,5 +149,9 @@ def _emit_once(
 
 def _latest(store: ArtifactStore, outcome: dict[str, Any]) -> dict[str, Any]:
     outcome = {**outcome, "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    store.write_text(LATEST, json.dumps(outcome, indent=2, sort_keys=True, default=str))
+    text = json.dumps(outcome, indent=2, sort_keys=True, default=str)
+    store.write_text(LATEST, text)
+    # And one per run, which the dashboard draws over time (`latest` is overwritten).
+    stamp = outcome["checked_at"].replace(":", "")
+    store.write_text(f"{CHECKS}/{stamp}-{flow_run.get_id() or 'local'}.json", text)
     return outcome

@@ -26,6 +26,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.caching import CACHED
+from flows.dashboard import after_run
 from flows.promotion import promote_model
 from flows.steps import measured, timed
 from flows.ui import ARTIFACT_PREFIX, label_run, publish_link
@@ -227,7 +228,7 @@ def _run_name() -> str:
     return f"pipeline {settings.model.name} cfg {settings.fingerprint()[:8]}"
 
 
-@flow(name="pipeline", flow_run_name=_run_name)
+@flow(name="pipeline", flow_run_name=_run_name, on_completion=[after_run], on_failure=[after_run])
 def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | None = None) -> dict[str, Any]:
     """Ingest, validate, split, train, evaluate and record one run; returns its `PipelineResult` as JSON.
 
