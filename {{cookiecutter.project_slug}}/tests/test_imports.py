@@ -2,8 +2,9 @@
 
 torch is for training and ranking, Great Expectations for validation, Evidently for drift reports, Prefect
 for the flows. Loading a flow file (as a worker or `serve` does) must not import torch, GX or Evidently; the
-CLI's own start and the commands that read the store or the registry import none of them, and `recommend`
-(the registry, the store and a model) needs torch but no Prefect. Each check runs in a fresh interpreter.
+CLI's own start and the commands that read the store or the registry import none of them, and
+`recommend --user` (the registry, the store and the serving refit's top table) needs neither torch nor
+Prefect: torch comes only where it loads a model. Each check runs in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -74,12 +75,12 @@ for path in {files!r}:
     assert all("prefect" in found for path, found in seen.items() if path != "flows/__init__.py")
 
 
-def test_recommend_needs_torch_but_not_prefect(tmp_path: Path) -> None:
+def test_recommend_imports_neither_torch_nor_prefect(tmp_path: Path) -> None:
     seen = _probe(
         f"""
-from {PACKAGE} import catalogue, cli, serving  # what `recommend --user` imports
+from {PACKAGE} import catalogue, cli, serving  # what `recommend --user` imports: it reads the top table
 seen["recommend"] = heavy()
 """,
         tmp_path,
     )
-    assert seen == {"recommend": ["sqlalchemy", "torch"]}
+    assert seen == {"recommend": ["sqlalchemy"]}
