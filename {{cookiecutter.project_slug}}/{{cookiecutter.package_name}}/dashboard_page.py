@@ -63,7 +63,7 @@ def render_page(dashboard: Dashboard, link: Callable[[str], str]) -> str:
     if not dashboard.datasets:
         body.append('<p class="empty">No runs yet: run the pipeline, then rebuild this page.</p>')
     body += [_dataset(view, link) for view in dashboard.datasets]
-    data = json.dumps(asdict(dashboard), sort_keys=True, default=list)
+    data = json.dumps(asdict(dashboard), sort_keys=True, separators=(",", ":"), default=list)
     # Inside <script>, `</script>` in a reason would end the block: the three HTML characters are escaped.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return "\n".join(

@@ -7,9 +7,11 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..artifacts import open_store
+from ..settings import Settings
 from .common import (
     ConfigOption,
     JsonOption,
@@ -143,6 +145,7 @@ def promote(
         f"{entry['model']['id'][:12]} {refit}",
         highlight=False,
     )
+    _refresh_dashboard(settings)
 
 
 @app.command("rollback")
@@ -164,6 +167,7 @@ def rollback(reason: ReasonOption = "rollback", config: ConfigOption = None, set
         + ("; refit for serving" if fresh else ""),
         highlight=False,
     )
+    _refresh_dashboard(settings)
 
 
 @app.command("rebuild")
@@ -216,3 +220,16 @@ def history(config: ConfigOption = None, set_: SetOption = None, as_json: JsonOp
         )
     if not moves:
         console.print("no alias moves yet")
+
+
+def _refresh_dashboard(settings: Settings) -> None:
+    """Rebuild the dashboard in the store after a move by hand, as flows do after theirs; a failure is only
+    a warning: the move is made."""
+    from ..dashboard import collect_for
+    from ..dashboard_page import store_page
+
+    try:
+        board, store = collect_for(settings)
+        store_page(store, board)
+    except Exception as exc:  # the page is a view; the registry is what changed
+        err.print(f"warning: dashboard not rebuilt: {type(exc).__name__}: {escape(str(exc))}")
