@@ -27,4 +27,4 @@ def test_bad_names_are_refused(cookies, capfd, answers: dict[str, str], message:
 def test_a_good_custom_package_name_is_accepted(cookies) -> None:
     result = cookies.bake(extra_context={"project_name": "Shop Recs", "package_name": "shoprecs"})
     assert result.exit_code == 0, result.exception
-    assert (result.project_path / "shoprecs" / "settings.py").is_file()
+    assert (result.project_path / "shoprecs" / "settings" / "__init__.py").is_file()
