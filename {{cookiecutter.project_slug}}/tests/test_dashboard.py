@@ -28,6 +28,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 
 pipeline = load_entrypoint("flows/pipeline.py:pipeline")
 monitor = load_entrypoint("flows/monitor.py:monitor")
+after_run = load_entrypoint("flows/dashboard.py:after_run")
 
 
 class _Page(HTMLParser):
@@ -138,6 +139,33 @@ def test_the_page_plots_what_the_runs_and_the_registry_recorded(small_settings: 
     assert sorted(page.rows) == sorted(manifests)
     for href in page.links:
         assert href.startswith("../runs/") and store.exists(href.removeprefix("../"))
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_failed_monitor_run_is_counted_and_a_failing_rebuild_never_fails_a_run(
+    small_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prefect import flow
+
+    @flow(name="monitor", on_completion=[after_run], on_failure=[after_run])
+    def broken(config: dict[str, Any]) -> None:
+        raise RuntimeError("the champion's model is gone")
+
+    assert broken(small_settings.resolved(), return_state=True).is_failed()
+    (view,) = _Page(open_store(small_settings.storage).read_text(LOCATION)).records()["datasets"]
+    (check,) = view["checks"]
+    assert check["failed"] == "RuntimeError: the champion's model is gone" and check["scores"] == {}
+
+    # A registry that cannot be reached: the page is not rebuilt, the run completes all the same.
+    unreachable = small_settings.resolved()
+    unreachable["registry"] = {**unreachable["registry"], "url": "postgresql+psycopg://127.0.0.1:9/none"}
+
+    @flow(name="monitor", on_completion=[after_run], on_failure=[after_run])
+    def fine(config: dict[str, Any]) -> int:
+        return 1
+
+    assert fine(unreachable, return_state=True).is_completed()
+    assert "dashboard not rebuilt" in caplog.text
 
 
 @pytest.mark.unit
