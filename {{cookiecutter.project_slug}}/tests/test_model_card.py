@@ -53,10 +53,14 @@ def test_card_is_stored_shown_and_printed_after_judging(small_settings: Settings
     assert f"| **{primary}** | {manifest.metrics[primary]:.4f} | [{low:.4f}, {high:.4f}] |" in card
     decision = store.get_json(ArtifactRef(**promotion["decision_ref"]))
     comparison = decision["comparison"]
-    assert "Decision: **promoted**" in card and decision["reason"] in card
+    assert "Decision: **promote**" in card and decision["reason"] in card
     assert f"Against the champion v1, paired bootstrap over the {comparison['users']:,} test users" in card
     assert f"| difference | {comparison['difference']:+.4f} |" in card
-    assert f"| p-value (two-sided) | {comparison['p_value']:.4f} |" in card
+    p_value = comparison["p_value"]
+    assert f"| p-value (two-sided) | {'< 0.0005' if p_value == 0 else f'{p_value:.4f}'} |" in card
+    users = int(manifest.metrics["users"])
+    assert f"Evaluated on {users:,} test users" in card
+    assert f"| users | {manifest.metrics['users']:.4f}" not in card  # a count, not a metric row
     for guard in decision["guards"]:
         assert f"| {guard['metric']} | {guard['challenger']:.4f} |" in card
     assert f"Latency: {decision['latency']['ms_per_1k']:.1f} ms" in card

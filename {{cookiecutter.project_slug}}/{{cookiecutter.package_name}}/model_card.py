@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any
 
 from .artifacts.manifest import RunManifest, read_manifest
@@ -94,11 +95,17 @@ def render(
 
 
 def _title(manifest: RunManifest, version: ModelVersion, decision: Mapping[str, Any] | None) -> str:
-    verdict = "not judged" if decision is None else "promoted" if decision["promote"] else "not promoted"
     return (
         f"# Model card: {manifest.dataset.name} version {version.version} ({version.model_name})\n\n"
-        f"Decision: **{verdict}**. Registered {_when(version.created_at)} by {version.created_by}."
+        f"Decision: **{_verdict(decision)}**. Registered {_when(version.created_at)} by {version.created_by}."
     )
+
+
+def _verdict(decision: Mapping[str, Any] | None) -> str:
+    # The policy's verdict: the alias moves after it (and after a person's approval where one is asked for).
+    if decision is None:
+        return "not judged yet"
+    return "promote" if decision["promote"] else "keep out"
 
 
 def _intended_use(manifest: RunManifest, version: ModelVersion) -> str:
@@ -147,10 +154,9 @@ def _dataset(manifest: RunManifest) -> str:
         f"| time span | {span} |",
         f"| validation | {manifest.validation} |",
     ]
-    for source in d.inputs:
-        name = source.get("name") or source.get("path") or source.get("file") or "input"
-        digest = source.get("sha256") or source.get("id") or ""
-        lines.append(f"| input | {name} `{str(digest)[:12]}` |")
+    for source in d.inputs:  # the file's name only: the card is shared, the folder is one machine's
+        name = PurePath(str(source.get("path") or "input")).name
+        lines.append(f"| input | {name}, sha256 `{str(source.get('sha256', ''))[:12]}` |")
     return "\n".join(lines)
 
 
@@ -171,9 +177,8 @@ def _split(manifest: RunManifest) -> str:
 
 def _leakage(manifest: RunManifest) -> str:
     """The leakage check's outcome where the run recorded it (its own key, or inside the split's record)."""
-    found = _extra(manifest, "leakage")
-    if found is None:
-        found = (manifest.split.model_extra or {}).get("leakage")
+    places = (manifest.model_extra or {}, manifest.split.model_extra or {})
+    found = next((p[k] for p in places for k in ("leakage", "leakage_check") if p.get(k) is not None), None)
     if found is None:
         return NOT_RECORDED
     if isinstance(found, Mapping):
@@ -199,10 +204,18 @@ def _metrics(manifest: RunManifest) -> str:
         "| --- | --- | --- |",
     ]
     for name, value in sorted(manifest.metrics.items()):
+        if "@" not in name:  # counts (users evaluated, skipped), shown below the table
+            continue
         bounds = manifest.metric_intervals.get(name)
         interval = f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else NOT_RECORDED
         label = f"**{name}**" if name == primary else name
         lines.append(f"| {label} | {value:.4f} | {interval} |")
+    users, skipped = manifest.metrics.get("users"), manifest.metrics.get("users_skipped")
+    if users is not None:
+        lines += [
+            "",
+            f"Evaluated on {int(users):,} test users ({int(skipped or 0):,} skipped: nothing to rank).",
+        ]
     return "\n".join(lines)
 
 
@@ -224,7 +237,7 @@ def _comparison(decision: Mapping[str, Any] | None) -> str:
             f"| {decision['reference']} | {c['mean_b']:.4f} |",
             f"| difference | {c['difference']:+.4f} |",
             f"| {c['confidence']:.0%} interval | [{low:+.4f}, {high:+.4f}] |",
-            f"| p-value (two-sided) | {c['p_value']:.4f} |",
+            f"| p-value (two-sided) | {_p_value(c['p_value'])} |",
             f"| required | interval above {c['margin']:+.4f}: {'yes' if c['passed'] else 'no'} |",
         ]
     else:
@@ -254,10 +267,15 @@ def _comparison(decision: Mapping[str, Any] | None) -> str:
 def _decision(decision: Mapping[str, Any] | None, decided_at: str | None, decision_id: str | None) -> str:
     if decision is None:
         return "## Decision\n\nNot judged yet."
-    verdict = "promoted to champion" if decision["promote"] else "not promoted"
     when = f" at {_when(decided_at)}" if decided_at else ""
     stored = f" Stored as decision `{decision_id}`." if decision_id else ""
-    return f"## Decision\n\n**{verdict}**{when}. {decision['reason']}{stored}"
+    moved = (
+        " The champion alias moves to it once the version is refit for serving (and approved, where "
+        "`promotion.manual_approval` asks for a person); `models history` records the move."
+        if decision["promote"]
+        else ""
+    )
+    return f"## Decision\n\n**{_verdict(decision)}**{when}. {decision['reason']}{stored}{moved}"
 
 
 def _environment(manifest: RunManifest) -> str:
@@ -266,9 +284,8 @@ def _environment(manifest: RunManifest) -> str:
     git = (
         NOT_RECORDED if code.git_commit is None else code.git_commit + (" (dirty)" if code.git_dirty else "")
     )
-    digest = _extra(manifest, "environment_digest")
-    if digest is None:
-        digest = (e.model_extra or {}).get("digest")
+    places = ((manifest.model_extra or {}, "environment_digest"), (e.model_extra or {}, "digest"))
+    digest = next((p[k] for p, k in places if p.get(k) is not None), None)
     return "\n".join(
         [
             "## Environment",
@@ -313,8 +330,9 @@ def _lineage(manifest: RunManifest, version: ModelVersion, decision_id: str | No
     return "\n".join(lines)
 
 
-def _extra(manifest: RunManifest, key: str) -> Any:
-    return (manifest.model_extra or {}).get(key)
+def _p_value(p: float) -> str:
+    # A bootstrap p-value of 0 means no resample crossed zero: below the resolution, not zero.
+    return "< 0.0005" if p == 0 else f"{p:.4f}"
 
 
 def _plain(value: Any) -> str:
