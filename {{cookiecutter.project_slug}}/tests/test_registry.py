@@ -41,6 +41,8 @@ from {{ cookiecutter.package_name }}.artifacts.registry import (
     VersionNotFound,
     registry_url,
 )
+from {{ cookiecutter.package_name }}.artifacts.registry.schema import HEAD
+from {{ cookiecutter.package_name }}.artifacts.registry.tables import VERSION_TABLE
 from {{ cookiecutter.package_name }}.settings import RegistryConfig, StorageConfig
 
 pytestmark = pytest.mark.unit
@@ -529,6 +531,10 @@ def test_a_registry_from_before_per_dataset_champions_is_upgraded_once_and_keeps
         assert p.exitcode == 0
 
     registry = Registry(shared_url, store)
+    engine = create_engine(shared_url)
+    with engine.connect() as conn:  # stamped 0001 by its tables, then upgraded by revision 0002
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == HEAD
+    engine.dispose()
     assert {v.version: v.dataset for v in registry.versions()} == {
         1: "ml-100k",
         2: "synthetic",
