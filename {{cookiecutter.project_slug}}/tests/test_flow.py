@@ -104,7 +104,8 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
             offset=0,
         )
     by_key = {a.key: a for a in published}
-    keys = ("report", "metrics", "manifest-file", "report-file", "lineage-file", "model-file", "promotion")
+    keys = ("report", "metrics", "manifest-file", "report-file", "lineage-file", "model-file")
+    keys += ("promotion", "model-card")
     assert set(by_key) == {f"{ARTIFACT_PREFIX}-{k}" for k in keys}
     assert summary["promotion"]["decision"]["reason"] in str(by_key[f"{ARTIFACT_PREFIX}-promotion"].data)
     assert summary["dataset"]["id"][:12] in str(by_key[f"{ARTIFACT_PREFIX}-report"].data)
