@@ -4,7 +4,8 @@ For each batch: write it into the landing zone, emit the new-data event (as `wat
 `ingest-and-train/on-new-data` run it triggers; then run `monitor/hourly` (as its schedule would) and, when
 the monitor emitted the drift event, wait for the `retrain/on-drift` run it triggers. What each run did is
 read back from the registry, the quarantine and the monitor's latest result, so the timeline shows outcomes,
-not only states. Needs a Prefect server and `serve` running against it (`served` starts both when asked).
+not only states. Needs a Prefect server and `serve` running against it (`served` starts `serve`, and a
+temporary server where no API is configured: the command line configures the project's server).
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def format_step(step: Step) -> str:
 
 @contextmanager
 def served(settings: Settings, project_dir: Path, log: Callable[[str], None], log_dir: Path) -> Iterator[str]:
-    """A Prefect server (the configured one, or a temporary one on 127.0.0.1) and `serve` against it.
+    """A Prefect server (the configured one, or a temporary one on 127.0.0.1) and `serve` against it; the
+    `simulate` command configures the project's server (reused, or started once, and left running).
 
     Yields the API URL; stops what it started, the serving process first. Their output goes to `log_dir`.
     """

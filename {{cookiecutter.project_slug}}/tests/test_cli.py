@@ -154,16 +154,20 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
 def test_simulate_shows_training_quarantine_and_drift_retrain(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The whole loop through served deployments on a temporary Prefect server, as `simulate` prints it."""
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # its own server (the session's runs no scheduler)
-    result = _cli(
-        "simulate", "--batches", "3",
-        "--config", str(PROJECT_ROOT / "configs" / "default.yaml"),
-        "--set", "model.name=ease", "--set", "data.synthetic.n_users=1000",
-        "--set", "data.synthetic.n_items=500", "--set", "data.synthetic.n_interactions=25000",
-        "--set", f"storage.uri={tmp_path / 'artifacts'}",
-        cwd=tmp_path, timeout=900,
-    )  # fmt: skip
+    """The whole loop through served deployments, as `simulate` prints it, on the project copy's own Prefect
+    server: `simulate` starts it as any command does (the test stops it)."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # not the session's server: it runs no scheduler
+    try:
+        result = _cli(
+            "simulate", "--batches", "3",
+            "--config", str(PROJECT_ROOT / "configs" / "default.yaml"),
+            "--set", "model.name=ease", "--set", "data.synthetic.n_users=1000",
+            "--set", "data.synthetic.n_items=500", "--set", "data.synthetic.n_interactions=25000",
+            "--set", f"storage.uri={tmp_path / 'artifacts'}",
+            cwd=tmp_path, timeout=1800,  # a hang guard: 11 flow runs took over 900 s at load 15 on 2 cores
+        )  # fmt: skip
+    finally:
+        _cli("server", "stop", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4_000:] + result.stderr[-4_000:]
     timeline = result.stdout.split("timeline (", 1)[1].splitlines()[1:]
     steps = [line.split(None, 5) for line in timeline if line.strip()]

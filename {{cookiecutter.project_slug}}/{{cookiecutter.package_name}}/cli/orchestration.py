@@ -87,8 +87,8 @@ def simulate(
     """Replay a dataset as time-ordered batches through the served deployments and print a timeline.
 
     Normal batches go ingest -> validate -> train -> evaluate -> promotion; a shifted batch raises drift and
-    a retrain; a corrupt batch is quarantined while the champion keeps serving. Starts a temporary Prefect
-    server unless PREFECT_API_URL is set, and `serve` against it; stops both at the end.
+    a retrain; a corrupt batch is quarantined while the champion keeps serving. Reports to PREFECT_API_URL,
+    or to the project's server (`server status`), and starts `serve` against it; stops `serve` at the end.
     """
     from ..data import sources
     from ..simulation import plan_batches
@@ -100,10 +100,10 @@ def simulate(
         fail("simulate replays a dataset: --source synthetic, movielens or file", code=2)
     settings = checked_data(settings)
     quiet_defaults()
-    # `served` starts its own server (with the UI), each of its processes dying with this one.
-    format_step = load_entrypoint("flows/simulate.py:format_step", local_server=False)
-    served = load_entrypoint("flows/simulate.py:served", local_server=False)
-    replay = load_entrypoint("flows/simulate.py:simulate", local_server=False)
+    # The project's server, running already or started once: a server of its own cost 10-15 s per simulation.
+    format_step = load_entrypoint("flows/simulate.py:format_step")
+    served = load_entrypoint("flows/simulate.py:served")
+    replay = load_entrypoint("flows/simulate.py:simulate")
 
     planned = plan_batches(sources.load(settings.data, settings.seed), n_batches=batches)
     for batch in planned:
