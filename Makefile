@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-LOCK := {{cookiecutter.project_slug}}/constraints.txt
+# The tooling lock of the Python the environment is made with (requirements/tooling-py3.X.txt; scripts/lock.sh).
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+LOCK := requirements/tooling-py$(PY_VERSION).txt
+PIP := $(BIN)/python -m pip
 # Where `make demo` bakes: the slug of the default answers.
 DEMO := build/demo/my-recommender
 
@@ -12,26 +15,19 @@ DEMO := build/demo/my-recommender
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
 
-$(BIN)/cookiecutter: requirements-dev.txt $(LOCK)
+# Baking needs cookiecutter alone (`make demo`); the tests need the rest of the tooling and the project's stack.
+$(BIN)/cookiecutter: $(wildcard $(LOCK))  # a missing lock: the recipe says so
+	@test -n "$(PY_VERSION)" || { echo "'$(PYTHON)' does not run: name a Python, e.g. make setup PYTHON=python3.12" >&2; exit 1; }
+	@test -f $(LOCK) || { echo "No tooling lock for Python $(PY_VERSION): requirements/ has $$(ls requirements)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c '$(LOCK)' -r requirements-dev.txt
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c $(LOCK) cookiecutter
 	@touch $@
 
-setup: $(BIN)/cookiecutter  ## Create .venv with the pinned set
+$(VENV)/.tooling-installed: $(BIN)/cookiecutter requirements/tooling.in requirements/project-stack.in $(wildcard $(LOCK))
+	@echo "Installing the tooling and the project's stack ($(LOCK)): a few minutes the first time (torch)"
+	$(PIP) install --progress-bar on -c $(LOCK) -r requirements/tooling.in -r requirements/project-stack.in
+	@touch $@
 
-demo: setup  ## Bake a project with the default answers, install it and run its pipeline on synthetic data
-	rm -rf build/demo
-	$(BIN)/cookiecutter --no-input . --output-dir build/demo
-	$(MAKE) -C $(DEMO) setup run
-	@echo "The demo project is in $(DEMO): cd there and try 'make test' or '.venv/bin/my_recommender --help'."
+setup: $(VENV)/.tooling-installed  ## Create .venv with the locked tooling (requirements/tooling-py3.X.txt)
 
-test: setup  ## Run the whole test suite (template tests and the baked projects' own suites), two at a time
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
-
-lint: setup  ## Lint the template's own code
-	$(BIN)/ruff check --config pyproject.toml .
-	$(BIN)/ruff format --config pyproject.toml --check .
-
-clean:  ## Remove the virtualenv and baked projects
-	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -64,7 +64,7 @@ def _databases_created() -> set[str]:
 
 
 def _pin(package: str) -> str:
-    lines = (PROJECT_ROOT / "constraints.txt").read_text().splitlines()
+    lines = (PROJECT_ROOT / "requirements" / f"py{_python()}.txt").read_text().splitlines()
     return dict(line.split("==") for line in lines if "==" in line)[package]
 
 
@@ -179,7 +179,7 @@ def test_worker_image_installs_the_pinned_set() -> None:
     assert f"FROM python:{_python()}-slim" in dockerfile
     assert "WORKDIR /app" in dockerfile  # the worker's directory, where the flow runs start
     install = " ".join(dockerfile.replace("\\\n", " ").split())
-    assert "pip install -c constraints.txt" in install
+    assert f"pip install -c requirements/py{_python()}.txt" in install
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in install
     ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
     assert {".venv", "artifacts", "data"} <= set(ignored)
