@@ -31,3 +31,18 @@ $(VENV)/.tooling-installed: $(BIN)/cookiecutter requirements/tooling.in requirem
 
 setup: $(VENV)/.tooling-installed  ## Create .venv with the locked tooling (requirements/tooling-py3.X.txt)
 
+demo: $(BIN)/cookiecutter  ## Bake a project with the default answers, install it and run its pipeline on synthetic data
+	rm -rf build/demo
+	$(BIN)/cookiecutter --no-input . --output-dir build/demo
+	$(MAKE) -C $(DEMO) setup run
+	@echo "The demo project is in $(DEMO): cd there and try 'make test' or '.venv/bin/my_recommender --help'."
+
+test: setup  ## Run the whole test suite (template tests and the baked projects' own suites), two at a time
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+lint: setup  ## Lint the template's own code
+	$(BIN)/ruff check --config pyproject.toml .
+	$(BIN)/ruff format --config pyproject.toml --check .
+
+clean:  ## Remove the virtualenv and baked projects
+	rm -rf $(VENV) build .pytest_cache .ruff_cache
