@@ -24,7 +24,10 @@ upgrade=()
 command -v uv >/dev/null || { echo "scripts/lock.sh needs uv (https://docs.astral.sh/uv/)" >&2; exit 1; }
 source "$here/scripts/find-python.sh"
 interpreters=()
-for py in "${pythons[@]}"; do interpreters+=("$(find_python "$py")"); done  # for the import names, below
+for py in "${pythons[@]}"; do  # for the import names, below
+  interpreter=$(find_python "$py") || exit 1
+  interpreters+=("$interpreter")
+done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
