@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypedDict, TypeVar
 
 from prefect import Task
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
@@ -48,7 +48,17 @@ def _code_version() -> str:
 
 
 PIPELINE_CACHE = INPUTS + TASK_SOURCE + ProjectCode()
-CACHED = {"cache_policy": PIPELINE_CACHE, "persist_result": True, "result_serializer": "json"}
+
+
+class _CachedOptions(TypedDict):
+    """The options of `@task(**CACHED)`, typed so the decorator's overloads still check each call."""
+
+    cache_policy: CachePolicy
+    persist_result: bool
+    result_serializer: str
+
+
+CACHED: _CachedOptions = {"cache_policy": PIPELINE_CACHE, "persist_result": True, "result_serializer": "json"}
 
 
 def result_storage(storage: StorageConfig) -> Path | WritableFileSystem:
@@ -60,7 +70,11 @@ def result_storage(storage: StorageConfig) -> Path | WritableFileSystem:
     return RemoteFileSystem(basepath=uri, settings=dict(store.fs.storage_options))
 
 
-def in_store(task: Task[Any, Any], storage: StorageConfig) -> Task[Any, Any]:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def in_store(task: Task[_P, _R], storage: StorageConfig) -> Task[_P, _R]:
     """`task`, persisting its result in the artifact store (chosen per run: the store comes from the run's
     settings)."""
     where = result_storage(storage)

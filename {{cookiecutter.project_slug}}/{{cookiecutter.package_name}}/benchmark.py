@@ -98,7 +98,7 @@ TABLE_COLUMNS = (
 
 def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per model, as `TABLE_COLUMNS` names them, formatted for reading."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name, r in results["models"].items():
         m = r["metrics"]
         ndcg = m["ndcg@10"]

@@ -78,11 +78,16 @@ def read_items(cfg: ItemsConfig) -> pl.DataFrame:
 
 
 def _read_text(text: str, separator: str, has_header: bool) -> pl.DataFrame:
-    options = {"has_header": has_header, "infer_schema": False}
-    if len(separator.encode()) == 1:
-        return pl.read_csv(io.BytesIO(text.encode()), separator=separator, **options)
-    replaced = text.replace(separator, _UNIT_SEPARATOR)
-    return pl.read_csv(io.BytesIO(replaced.encode()), separator=_UNIT_SEPARATOR, quote_char=None, **options)
+    quote_char: str | None = '"'
+    if len(separator.encode()) > 1:  # polars splits on one byte: a longer separator becomes one, unquoted
+        text, separator, quote_char = text.replace(separator, _UNIT_SEPARATOR), _UNIT_SEPARATOR, None
+    return pl.read_csv(
+        io.BytesIO(text.encode()),
+        separator=separator,
+        quote_char=quote_char,
+        has_header=has_header,
+        infer_schema=False,
+    )
 
 
 def _column(raw: pl.DataFrame, wanted: str | int, setting: str) -> str:

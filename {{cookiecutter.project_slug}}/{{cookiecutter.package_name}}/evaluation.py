@@ -196,11 +196,11 @@ def paired_test(
     return PairedTest(
         metric=metric,
         users=joined.height,
-        mean_a=float(joined.get_column("a").mean()),
-        mean_b=float(joined.get_column("b").mean()),
+        mean_a=float(joined.select(pl.col("a").mean()).item()),
+        mean_b=float(joined.select(pl.col("b").mean()).item()),
         difference=observed,
         interval=(float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))),
-        p_value=float(min(1.0, 2 * other_side)) if observed != 0 else 1.0,
+        p_value=min(1.0, float(2 * other_side)) if observed != 0 else 1.0,
     )
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import polars as pl
@@ -57,6 +57,15 @@ _NUMERIC_METHOD, _CATEGORICAL_METHOD = "wasserstein", "jensenshannon"
 _DEFAULT_THRESHOLD = 0.1  # Evidently's own, for a column `monitor.thresholds` does not name
 
 
+class Performance(TypedDict):
+    """The primary metric of the champion: as registered, on the new events, and its fall between them."""
+
+    metric: str
+    registered: float
+    current: float
+    decay: float
+
+
 @dataclass
 class DriftCheck:
     drifted: bool
@@ -69,7 +78,7 @@ class DriftCheck:
     prediction_drift_share: float
     new_user_share: float
     new_item_share: float
-    performance: dict[str, float]  # metric, registered, current, decay
+    performance: Performance
     reports: dict[str, Any] = field(default_factory=dict, repr=False)  # Evidently snapshots, for the HTML
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +130,7 @@ def new_events(snapshot: pl.DataFrame, reference: pl.DataFrame) -> pl.DataFrame:
         return snapshot.filter(pl.col("timestamp") > reference.get_column("timestamp").max())
     key = ["user_id", "item_id"]
     positions = snapshot.select(key).with_row_index("_row").join(reference.select(key), on=key, how="semi")
-    last = positions.get_column("_row").max()
+    last = positions.select(pl.col("_row").max()).item()
     return snapshot if last is None else snapshot.slice(int(last) + 1)
 
 
@@ -183,7 +192,7 @@ def check(
 
     now = evaluate(model, reference, current, ks, as_served=True).summary.get(metric, float("nan"))
     before = registered.get(metric, float("nan"))
-    performance = {"metric": metric, "registered": before, "current": now, "decay": before - now}
+    performance: Performance = {"metric": metric, "registered": before, "current": now, "decay": before - now}
 
     reasons = []
     if event_share >= cfg.drift_share:
@@ -210,8 +219,8 @@ def check(
         prediction_columns=predictions,
         event_drift_share=event_share,
         prediction_drift_share=prediction_share,
-        new_user_share=float(cur_events.get_column("new_user").eq("yes").mean()),
-        new_item_share=float(cur_events.get_column("new_item").eq("yes").mean()),
+        new_user_share=float(cur_events.select(pl.col("new_user").eq("yes").mean()).item()),
+        new_item_share=float(cur_events.select(pl.col("new_item").eq("yes").mean()).item()),
         performance=performance,
         reports={"events": event_snapshot, "predictions": prediction_snapshot},
     )

@@ -124,9 +124,10 @@ def _unit_problem(values: pl.Series, data: DataConfig, settings: Settings, file:
             "numbers: set data.timestamp_unit=iso for dates, or data.columns.timestamp=null without times"
         ]
     low, high = settings.validation.timestamp_min, int(time.time()) + settings.validation.max_future_seconds
-    first, last = numbers.min(), numbers.max()
-    if first is None:
+    bounds = _bounds(numbers)
+    if bounds is None:
         return []
+    first, last = bounds
     divisor = _UNITS[data.timestamp_unit]
     if low <= first // divisor and last // divisor <= high:
         return []
@@ -143,26 +144,39 @@ def _unit_problem(values: pl.Series, data: DataConfig, settings: Settings, file:
     ]
 
 
+def _bounds(values: pl.Series) -> tuple[int, int] | tuple[float, float] | None:
+    """The smallest and largest number of a numeric column (ints stay ints), None when it holds none."""
+    low, high = values.min(), values.max()
+    if isinstance(low, int) and isinstance(high, int):
+        return low, high
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        return float(low), float(high)
+    return None
+
+
 def _range_problems(frame: pl.DataFrame, settings: Settings) -> list[str]:
     rules = settings.validation
     if "rating" not in frame.columns or frame.height == 0:
         return []
-    low, high = frame.get_column("rating").min(), frame.get_column("rating").max()
+    bounds = _bounds(frame.get_column("rating"))
+    if bounds is None:  # no rating at all, only nulls
+        return []
+    low, high = bounds
     problems = []
     distinct = frame.get_column("rating").n_unique()
-    no_scale = distinct > 100 or (high is not None and high > 100 * max(rules.rating_max, 1))
-    if high is not None and high > rules.rating_max and no_scale:
+    no_scale = distinct > 100 or high > 100 * max(rules.rating_max, 1)
+    if high > rules.rating_max and no_scale:
         # Not a rating scale: more likely another column (an id, a time) named as the rating.
         problems.append(
             f"data.columns.rating={settings.data.columns.rating!r} holds {distinct:,} distinct values up to "
             f"{high:g}: is it the rating column? (data.columns.rating=null for data without ratings)"
         )
-    elif high is not None and high > rules.rating_max:
+    elif high > rules.rating_max:
         problems.append(
             f"ratings go up to {high:g}, above validation.rating_max={rules.rating_max:g}: set "
             f"validation.rating_max={high:g} (or data.columns.rating=null to ignore ratings)"
         )
-    if low is not None and low < rules.rating_min:
+    if low < rules.rating_min:
         problems.append(
             f"ratings go down to {low:g}, below validation.rating_min={rules.rating_min:g}: set "
             f"validation.rating_min={low:g}"

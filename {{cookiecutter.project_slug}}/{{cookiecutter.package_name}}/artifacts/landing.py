@@ -107,7 +107,8 @@ class LandingZone:
     def look(self) -> Look:
         """Ready and settling batch files (regular files only); temporary names are in neither list."""
         files = self._entries(regular=True)
-        ready, settling = [], []
+        ready: list[Path] = []
+        settling: list[Path] = []
         for file in files:
             try:
                 (ready if self._ready(file, stamp(file)) else settling).append(file)
@@ -233,8 +234,12 @@ class LandingZone:
             # Another file system: a link is only its target's name, so it is re-created there.
             os.symlink(os.readlink(stray.path), target)
             stray.path.unlink()
-        reason = {"file": stray.path.name, "quarantined_at": _now(), "reasons": [stray.reason()]}
-        reason["batch"] = stray.describe()
+        reason = {
+            "file": stray.path.name,
+            "quarantined_at": _now(),
+            "reasons": [stray.reason()],
+            "batch": stray.describe(),
+        }
         _write_durably(target.parent / f"{target.name}.reason.json", json.dumps(reason, indent=2).encode())
         return target
 

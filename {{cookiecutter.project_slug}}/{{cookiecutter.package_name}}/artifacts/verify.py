@@ -130,7 +130,9 @@ def check_run(store: ArtifactStore, manifest: RunManifest) -> list[Problem]:
 
 
 def _check_objects(store: ArtifactStore, paths: list[str]) -> tuple[list[Problem], _Objects]:
-    problems, whole, by_id = [], set(), {}
+    problems: list[Problem] = []
+    whole: set[str] = set()
+    by_id: dict[str, list[str]] = {}
     for path in paths:
         name, folder = Path(path).name, Path(path).parent.name
         digest = name[:64]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,7 +47,7 @@ def ingest(
     from ..artifacts.landing import LandingZone
     from ..data import sources
 
-    layout = {}
+    layout: dict[str, Any] = {}
     if source not in (None, "file", "movielens"):
         fail(f"--source {source}: ingest takes files (file or movielens)", code=2)
     if path is not None and not path.exists():

@@ -105,7 +105,8 @@ def read_movielens(path: Path) -> pl.DataFrame:
 
 def read_files(path: Path, cfg: DataConfig) -> pl.DataFrame:
     """Every data file of `path`; a file byte-identical to one already read is a copy and is read once."""
-    frames, seen = [], {}
+    frames: list[pl.DataFrame] = []
+    seen: dict[str, Path] = {}
     for file in _data_files(path):
         digest = _sha256(file)
         if digest in seen:
@@ -148,16 +149,24 @@ def _read_text(
     file: Path, separator: str, has_header: bool, data: bytes | None, n_rows: int | None
 ) -> pl.DataFrame:
     # Every column as text: the contract casts strictly and names the rows that do not fit.
-    options = {"has_header": has_header, "infer_schema": False, "n_rows": n_rows}
     if len(separator.encode()) == 1:
         source = io.BytesIO(data) if data is not None else file
-        return pl.read_csv(source, separator=separator, **options)
+        return pl.read_csv(
+            source, separator=separator, has_header=has_header, infer_schema=False, n_rows=n_rows
+        )
     raw = data if data is not None else file.read_bytes()
     if _UNIT_SEPARATOR.encode() in raw:
         raise SourceError(f"{file}: holds the byte 0x1f, which reading a separator of several bytes needs")
     # Such files (MovieLens' `::`) do not quote fields, so quotes are text.
     replaced = raw.replace(separator.encode(), _UNIT_SEPARATOR.encode())
-    return pl.read_csv(io.BytesIO(replaced), separator=_UNIT_SEPARATOR, quote_char=None, **options)
+    return pl.read_csv(
+        io.BytesIO(replaced),
+        separator=_UNIT_SEPARATOR,
+        quote_char=None,
+        has_header=has_header,
+        infer_schema=False,
+        n_rows=n_rows,
+    )
 
 
 def column_mapping(raw: pl.DataFrame, cfg: DataConfig, file: Path) -> dict[str, str]:
