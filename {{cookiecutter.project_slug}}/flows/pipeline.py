@@ -237,7 +237,8 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     """
     settings = settings_for_flow(config, config_files)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    storage, seed, tasks = settings.storage, settings.seed, {}
+    storage, seed = settings.storage, settings.seed
+    tasks: dict[str, dict[str, Any]] = {}
     step = partial(timed, tasks, storage)
     label_run(tags=settings.tags)
 

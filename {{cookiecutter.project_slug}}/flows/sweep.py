@@ -104,7 +104,9 @@ def task_runner(cfg: SweepConfig) -> DaskTaskRunner:
 
 # The default runner, for a call without `run_sweep` (a deployment, a test): a loopback cluster as configured
 # by default; `run_sweep` swaps in the one the settings name.
-@flow(name="sweep", task_runner=task_runner(SweepConfig()))
+# Prefect types task_runner as TaskRunner[PrefectFuture], a parameter its generic is invariant in, so its own
+# Dask runner (TaskRunner[PrefectDaskFuture]) is refused although the flow runs on it.
+@flow(name="sweep", task_runner=task_runner(SweepConfig()))  # type: ignore[arg-type]
 def sweep(config: dict[str, Any] | None = None, config_files: list[str] | None = None) -> dict[str, Any]:
     """Run every trial of `sweep.grid` on one split; register the best as the challenger."""
     settings = settings_for_flow(config, config_files)
@@ -179,6 +181,6 @@ def run_sweep(settings: Settings) -> Any:
     else the project's server (server.py), named here so the workers report to it too rather than each
     starting a temporary server of its own.
     """
-    runnable = sweep.with_options(task_runner=task_runner(settings.sweep))
+    runnable = sweep.with_options(task_runner=task_runner(settings.sweep))  # type: ignore[arg-type]  # as above
     with prefect_api():
         return runnable(settings.resolved(), return_state=True)

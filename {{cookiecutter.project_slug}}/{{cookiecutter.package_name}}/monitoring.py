@@ -57,8 +57,9 @@ _NUMERIC_METHOD, _CATEGORICAL_METHOD = "wasserstein", "jensenshannon"
 _DEFAULT_THRESHOLD = 0.1  # Evidently's own, for a column `monitor.thresholds` does not name
 
 
-class Performance(TypedDict):
-    """The primary metric of the champion: as registered, on the new events, and its fall between them."""
+class Performance(TypedDict, total=False):
+    """The primary metric of the champion: as registered, on the new events, and its fall between them
+    (empty when too few new events were judged)."""
 
     metric: str
     registered: float

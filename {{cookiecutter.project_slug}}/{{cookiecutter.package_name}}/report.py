@@ -17,8 +17,8 @@ def describe_interactions(frame: pl.DataFrame) -> dict[str, int | None]:
         "rows": frame.height,
         "users": frame.get_column("user_id").n_unique(),
         "items": frame.get_column("item_id").n_unique(),
-        "first_timestamp": None if times is None else int(times.min()),
-        "last_timestamp": None if times is None else int(times.max()),
+        "first_timestamp": None if times is None else int(frame.select(pl.col("timestamp").min()).item()),
+        "last_timestamp": None if times is None else int(frame.select(pl.col("timestamp").max()).item()),
     }
 
 

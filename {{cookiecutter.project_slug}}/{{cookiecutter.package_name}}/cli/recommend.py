@@ -151,7 +151,9 @@ def serve_files(
         server = file_server(Path(store.root), host, port or public.port or 4201)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port or public.port or 4201}: {exc}", code=2)
-    bound = f"http://{server.server_address[0]}:{server.server_address[1]}"
+    address = server.server_address[0]  # typed str or bytes (an AF_UNIX path); here an IP address
+    bound_host = address.decode() if isinstance(address, bytes) else address
+    bound = f"http://{bound_host}:{server.server_port}"
     console.print(f"serving {store.root} read-only on {bound} (links: {settings.storage.public_url})")
     if settings.storage.public_url is None:
         console.print("[yellow]storage.public_url is null: links in the UI stay file:// until it is set[/]")
