@@ -242,7 +242,9 @@ class Recommender(ABC):
         with torch.no_grad():
             return self._score(user_index.to(torch.int64))
 
-    def recommend(self, user_ids: Sequence[int], k: int, exclude_seen: bool = True) -> pl.DataFrame:
+    def recommend(
+        self, user_ids: Sequence[int] | np.ndarray, k: int, exclude_seen: bool = True
+    ) -> pl.DataFrame:
         """Top-k items per known user (user_id, item_id, score, rank from 1); unknown users get no rows.
 
         Equal scores rank in raw item id order, so the top k is always the start of the top k + 1.
