@@ -32,6 +32,6 @@ for i in "${!versions[@]}"; do
   make -C "$project" setup PYTHON="$python"
   echo "::: python_version=$version: make setup took $((SECONDS - started)) s"
   started=$SECONDS
-  make -C "$project" test-fast
+  make -C "$project" test-fast PYTHON="$python"
   echo "::: python_version=$version: make test-fast took $((SECONDS - started)) s"
 done
