@@ -64,7 +64,7 @@ def test_names_derive_from_project_name(cookies) -> None:
     project = bake(cookies, project_name="Movie Night Recs")
     replay = json.loads((project / ".cookiecutter.json").read_text())["cookiecutter"]
     assert (replay["project_slug"], replay["package_name"]) == ("movie-night-recs", "movie_night_recs")
-    assert (project / "movie_night_recs" / "cli.py").is_file()
+    assert (project / "movie_night_recs" / "cli" / "app.py").is_file()
     assert "movie_night_recs" in (project / "README.md").read_text()
 
 

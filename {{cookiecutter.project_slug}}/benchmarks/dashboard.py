@@ -34,7 +34,9 @@ METRICS = ("ndcg", "recall", "hitrate", "precision", "map", "mrr", "novelty", "c
 START = datetime(2026, 9, 1, tzinfo=UTC)
 
 
-def fabricate(root: Path, runs: int, datasets: int, checks: int, rng: random.Random) -> tuple[ArtifactStore, Registry]:
+def fabricate(
+    root: Path, runs: int, datasets: int, checks: int, rng: random.Random
+) -> tuple[ArtifactStore, Registry]:
     store = ArtifactStore(str(root / "artifacts"))
     registry = Registry(f"sqlite:///{root / 'registry.sqlite'}", store)
     env = environment.capture()
@@ -99,8 +101,15 @@ def _result(run_id: str, dataset: str, at: datetime, env: dict, rng: random.Rand
             "seeds": {"data": 42, "split": 42, "train": 42},
             "config_fingerprint": f"{rng.getrandbits(256):064x}",
             "config": {"model": {"name": "ease"}, "evaluation": {"primary_metric": "ndcg@10"}},
-            "dataset": {"name": dataset, "id": artifacts["snapshot"]["id"], "source": "movielens", "inputs": []}
-            | {"rows": 100_000, "users": 943, "items": 1682},
+            "dataset": {
+                "name": dataset,
+                "id": artifacts["snapshot"]["id"],
+                "source": "movielens",
+                "inputs": [],
+                "rows": 100_000,
+                "users": 943,
+                "items": 1682,
+            },
             "split": {"strategy": "temporal", "train_rows": 80_000, "test_rows": 20_000},
             "validation": "passed",
             "metrics": metrics,
