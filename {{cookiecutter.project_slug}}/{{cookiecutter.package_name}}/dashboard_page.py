@@ -119,7 +119,7 @@ def _primary_chart(view: DatasetView) -> Chart:
         Series(
             f"{model} run",
             [
-                Point(r.finished_at, r.metric, r.run_id, *(r.interval or (None, None)), marked=r.champion)
+                Point(r.finished_at, r.metric, r.run_id, *_bounds(r.interval), marked=r.champion)
                 for r in view.runs
                 if r.model == model and r.metric is not None
             ],
@@ -268,3 +268,10 @@ def _table(view: DatasetView, link: Callable[[str], str]) -> str:
     if not rows:
         return '<p class="empty">No runs.</p>'
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _bounds(interval: tuple[float, float] | list[float] | None) -> tuple[float | None, float | None]:
+    """A run's 95% interval as (low, high); (None, None) for a run without one."""
+    if not interval:
+        return None, None
+    return float(interval[0]), float(interval[1])

@@ -43,7 +43,9 @@ def _one_line(exc: Exception) -> str | None:
 class _Boundary(TyperGroup):
     """Every command runs inside `invoke`, so this is the one place a bad input becomes one line."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    # The base class names typer's private, vendored click Context; typer.Context (public) is its subclass and
+    # is what every command gets, so the narrower type is the true one here.
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):

@@ -107,8 +107,7 @@ class Registry:
                 queries.log(conn, dataset, NO_ALIAS, "reuse", None, version, actor, reason)
             else:
                 row = version_row(result, result.outputs.manifest_id, result.outputs.manifest, actor)
-                added = conn.execute(insert(t.versions).values(**row))
-                version = added.inserted_primary_key[0]
+                version = queries.inserted_id(conn.execute(insert(t.versions).values(**row)))
                 queries.move(conn, dataset, CHALLENGER, version, "register", actor, f"run {run_id}", None)
         return self.get(version)
 
@@ -211,8 +210,9 @@ class Registry:
         self, version: int, promoted: bool, reference: str, reason: str, decision_id: str
     ) -> DecisionRecord:
         """Keep a promotion decision (stored in full as an artifact) with the version it judged."""
+        at = now()
         row = {
-            "at": now(),
+            "at": at,
             "version": version,
             "promoted": int(promoted),
             "reference": reference,
@@ -220,8 +220,8 @@ class Registry:
             "decision_id": decision_id,
         }
         with self.engine.begin() as conn:
-            record_id = conn.execute(insert(t.decisions).values(**row)).inserted_primary_key[0]
-        return DecisionRecord(id=record_id, **row)
+            record_id = queries.inserted_id(conn.execute(insert(t.decisions).values(**row)))
+        return DecisionRecord(record_id, at, version, int(promoted), reference, reason, decision_id)
 
     def decisions(self, version: int | None = None, dataset: str | None = None) -> list[DecisionRecord]:
         """The promotion decisions, oldest first: about `version`, or about the versions of `dataset`."""

@@ -4,6 +4,8 @@ reading a version's dataset, a dataset's aliases and the datasets held."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
@@ -46,8 +48,9 @@ def log(
     decision_id: str | None = None,
 ) -> AliasMove:
     """Append a row to the history (every alias move, and reuses, which move none)."""
+    at = now()
     row = {
-        "at": now(),
+        "at": at,
         "dataset": dataset,
         "alias": alias,
         "action": action,
@@ -57,8 +60,17 @@ def log(
         "reason": reason,
         "decision_id": decision_id,
     }
-    move_id = conn.execute(insert(t.moves).values(**row)).inserted_primary_key[0]
-    return AliasMove(id=move_id, **row)
+    move_id = inserted_id(conn.execute(insert(t.moves).values(**row)))
+    return AliasMove(
+        move_id, at, dataset, alias, action, from_version, to_version, actor, reason, decision_id
+    )
+
+
+def inserted_id(result: Any) -> int:
+    """The primary key an INSERT gave its row (every registry table has a single integer key)."""
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row into a table with a primary key always reports it
+    return int(key[0])
 
 
 def history(conn: Connection, alias: str | None, dataset: str | None = None) -> list[AliasMove]:

@@ -56,7 +56,10 @@ def upgrade() -> None:
     with op.batch_alter_table("alias_moves") as batch:
         batch.add_column(sa.Column("dataset", sa.String(64), nullable=False, server_default=""))
 
-    named = {version: stored_dataset(store, run_id, uri) for version, run_id, uri in rows}
+    named: dict[int, str] = {}
+    if rows:  # with a store: refused above otherwise
+        assert store is not None
+        named = {version: stored_dataset(store, run_id, uri) for version, run_id, uri in rows}
     for version, dataset in named.items():
         conn.execute(sa.update(_versions).where(_versions.c.version == version).values(dataset=dataset))
 
