@@ -391,8 +391,8 @@ def test_new_data_event_trains_and_drift_event_retrains(tmp_path: Path) -> None:
         assert run.parameters["reason"] == "drift"
     assert len(open_registry(settings.registry, settings.storage).versions()) == 3
     first, second, retrained = list_runs(store)
-    assert [r["tags"]["trigger"] for r in (first, second, retrained)] == ["new-data", "new-data", "drift"]
+    assert [r.tags["trigger"] for r in (first, second, retrained)] == ["new-data", "new-data", "drift"]
     # The retrain on drift ran with deploy.drift_overrides: more of the newest events in training.
-    assert second["config"]["split"]["test_fraction"] == 0.2
-    assert retrained["config"]["split"]["test_fraction"] == 0.1
-    assert retrained["dataset"]["id"] == second["dataset"]["id"] != first["dataset"]["id"]
+    assert second.config["split"]["test_fraction"] == 0.2
+    assert retrained.config["split"]["test_fraction"] == 0.1
+    assert retrained.dataset.id == second.dataset.id != first.dataset.id

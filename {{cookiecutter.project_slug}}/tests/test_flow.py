@@ -159,4 +159,6 @@ def test_validation_gate_stops_the_flow_before_training(tmp_path: Path) -> None:
         state.result()
     stored = sorted(p.suffix for p in (tmp_path / "store" / "objects").rglob("*") if p.is_file())
     assert stored == [".json", ".parquet"]  # the snapshot and its validation result; no split, no model
-    assert not (tmp_path / "store" / "runs").exists()
+    # No manifest (the run recorded nothing it made), only its outcome, for `runs` and the dashboard.
+    (status,) = (tmp_path / "store" / "runs").rglob("*.json")
+    assert status.name == "status.json" and '"failed"' in status.read_text() and "42" in status.read_text()
