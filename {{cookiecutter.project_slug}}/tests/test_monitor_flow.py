@@ -14,10 +14,12 @@ from typing import Any
 
 import polars as pl
 import pytest
+from factories import pipeline_result
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import advance_snapshot
+from {{ cookiecutter.package_name }}.artifacts.manifest import ArtifactEntry
 from {{ cookiecutter.package_name }}.artifacts.registry import open_registry
 from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.data.synthetic import generate
@@ -45,16 +47,11 @@ def _champion(settings: Settings, model: str) -> int:
         model_ref = store.put_file(path, kind="model").model_dump()
     data = store.put_frame(REFERENCE, kind="train").model_dump()
     frames = {name: data for name in ("snapshot", "train", "test", "metrics_per_user")}
-    manifest = {
-        "run_id": uuid.uuid4().hex,
-        "model": model,
-        "dataset": {"name": settings.data.dataset_name()},  # the monitor watches this dataset's champion
-        "config_fingerprint": "f" * 64,
-        "metrics": {"ndcg@10": 0.0},  # no decay: drift alone decides
-        "artifacts": {"model": model_ref, **frames},
-        "outputs": {"manifest_id": "m", "manifest": "file:///manifest.json"},
-    }
-    version = registry.register(manifest, actor="test").version
+    # The monitor watches this dataset's champion; ndcg 0: no decay, drift alone decides.
+    result = pipeline_result(uuid.uuid4().hex, model=model, ndcg=0.0, dataset=settings.data.dataset_name())
+    stored = {name: ArtifactEntry(**ref, task="test") for name, ref in {"model": model_ref, **frames}.items()}
+    result = result.model_copy(update={"artifacts": {**result.artifacts, **stored}})
+    version = registry.register(result, actor="test").version
     registry.promote(version, actor="test", reason="the champion under watch")
     return version
 
