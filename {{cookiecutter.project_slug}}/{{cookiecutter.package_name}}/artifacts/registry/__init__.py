@@ -50,7 +50,6 @@ from .records import (
     RegistryError,
     StaleAlias,
     VersionNotFound,
-    dataset_of,
     default_actor,
 )
 
@@ -73,7 +72,6 @@ __all__ = [
     "RegistryError",
     "StaleAlias",
     "VersionNotFound",
-    "dataset_of",
     "default_actor",
     "open_registry",
     "rebuild_from_store",

@@ -111,26 +111,13 @@ def where(url: str) -> str:
     return redact_url(url)
 
 
-def dataset_of(document: Any) -> str:
-    """The dataset a stored manifest's run trained on (a manifest written before names were recorded is
-    upgraded on reading: its name is the one its data settings give)."""
-    try:
-        return dataset_name_of(document)
-    except ValueError as exc:  # not a manifest, or one whose data settings name nothing
-        raise RegistryError(f"the manifest of run {_run_id(document)} names no dataset: {exc}") from None
-
-
-def _run_id(document: Any) -> str:
-    return str(document.get("run_id")) if isinstance(document, dict) else "?"
-
-
 def stored_dataset(store: ArtifactStore, run_id: str, manifest_uri: str) -> str:
     """The dataset of the run that registered a version, from its manifest in the store (`unknown` when the
-    manifest is gone)."""
+    manifest is gone, or names none; one written before names were recorded is read through its upgrade)."""
     for place in (f"runs/{run_id}/{runs.MANIFEST_NAME}", manifest_uri):
         try:
-            return dataset_of(json.loads(store.read_text(store.relative(place))))
-        except (OSError, ValueError, RegistryError):
+            return dataset_name_of(json.loads(store.read_text(store.relative(place))))
+        except (OSError, ValueError):  # gone, unreadable, or not a manifest naming a dataset
             continue
     return UNKNOWN_DATASET
 
