@@ -39,7 +39,7 @@ def fabricate(
 ) -> tuple[ArtifactStore, Registry]:
     store = ArtifactStore(str(root / "artifacts"))
     registry = Registry(f"sqlite:///{root / 'registry.sqlite'}", store)
-    env = environment.capture()
+    env = environment.capture(environment.torch_facts())
     for i in range(runs):
         dataset = f"dataset-{i % datasets}"
         at = START + timedelta(hours=12 * i)

@@ -92,7 +92,7 @@ def _run_one(size: str, epochs: int | None, out: Path, challenger: bool = False)
     """The child: the pipeline as `run` starts it, with its store beside `out`; measurements into `out`."""
     import resource
 
-    from {{ cookiecutter.package_name }}.cli import _run_pipeline  # the same in-process run (and Prefect set-up) as `run`
+    from {{ cookiecutter.package_name }}.cli.runner import run_pipeline  # the same in-process run as `run`
     from {{ cookiecutter.package_name }}.settings import deep_merge, load_settings
 
     overrides: dict[str, Any] = {
@@ -103,14 +103,14 @@ def _run_one(size: str, epochs: int | None, out: Path, challenger: bool = False)
     if epochs is not None:
         overrides["model"] = {"bpr": {"epochs": epochs}}
     settings = load_settings(CONFIGS, overrides)
-    summary = _run_pipeline(settings).result()  # raises the flow's error
+    summary = run_pipeline(settings).result()  # raises the flow's error
     steps = _steps(summary, settings)
     promotion = summary.get("promotion") or {}
     second_reference = None
     if challenger:  # the same data and split, one more epoch: judged against the first run's model
         more = {"model": {"bpr": {"epochs": settings.model.bpr.epochs + 1}}}
         second = load_settings(CONFIGS, deep_merge(overrides, more))
-        later = _run_pipeline(second).result()
+        later = run_pipeline(second).result()
         steps |= {f"{name} (2nd run)": value for name, value in _steps(later, second).items()}
         second_reference = ((later.get("promotion") or {}).get("decision") or {}).get("reference")
     result = {

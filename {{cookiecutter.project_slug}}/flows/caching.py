@@ -1,8 +1,10 @@
 """The cache policy of the pipeline's tasks, and where their results live.
 
-Same inputs, same task source and same code -> cache hit. Prefect's TASK_SOURCE covers only a task's own
-lines; the work happens in the core package and in the flows around it, so a hash of both (package and
-`flows/`) is part of every key. Results are small JSON artifact references.
+Same inputs, same task source, same code and same installed packages -> cache hit. Prefect's TASK_SOURCE
+covers only a task's own lines; the work happens in the core package and in the flows around it, so a hash of
+both (package and `flows/`) is part of every key; so is the environment's digest (every installed
+distribution's name and version, and the lock file's hash): upgrading torch or polars runs the steps again
+instead of reusing what the old versions computed. Results are small JSON artifact references.
 
 Results are kept in the project's artifact store (`<store>/prefect-results`, local or S3), not under
 Prefect's home: a run from the CLI, from `serve` or from a worker then finds the others' cached results.
@@ -21,10 +23,11 @@ from prefect.context import TaskRunContext
 from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 
 from {{ cookiecutter.package_name }}.artifacts import open_store
-from {{ cookiecutter.package_name }}.environment import PACKAGE_DIR, code_version
+from {{ cookiecutter.package_name }}.environment import PACKAGE_DIR, code_version, current_digest
 from {{ cookiecutter.package_name }}.settings import StorageConfig
 
 FLOWS_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = FLOWS_DIR.parent
 RESULTS = "prefect-results"
 
 
@@ -47,7 +50,21 @@ def _code_version() -> str:
     return code_version(PACKAGE_DIR, FLOWS_DIR)
 
 
-PIPELINE_CACHE = INPUTS + TASK_SOURCE + ProjectCode()
+@dataclass
+class InstalledPackages(CachePolicy):
+    """Keys on the environment's digest (`environment.current_digest`): packages and the lock file."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        return current_digest(PROJECT_DIR)
+
+
+PIPELINE_CACHE = INPUTS + TASK_SOURCE + ProjectCode() + InstalledPackages()
 
 
 class _CachedOptions(TypedDict):

@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.caching import CACHED
+from flows.caching import CACHED, PROJECT_DIR
 from flows.dashboard import after_run
 from flows.promotion import promote_model
 from flows.steps import measured, timed
@@ -39,10 +39,12 @@ from {{ cookiecutter.package_name }}.artifacts.manifest import (
     RunManifest,
     RunOutputs,
     build_manifest,
+    leakage_record,
 )
 from {{ cookiecutter.package_name }}.artifacts.runs import COMPLETED, FAILED, RUNNING, mermaid, update_status, write_manifest
 from {{ cookiecutter.package_name }}.data import sources
-from {{ cookiecutter.package_name }}.data.split import describe_strategy, split
+from {{ cookiecutter.package_name }}.data.leakage import check_split, ensure_no_leakage
+from {{ cookiecutter.package_name }}.data.split import describe_strategy, resolved_strategy, split
 from {{ cookiecutter.package_name }}.settings import (
     DataConfig,
     EvaluationConfig,
@@ -110,17 +112,27 @@ def validate_task(snapshot: ArtifactRef, cfg: ValidationSettings, storage: Stora
 def split_task(
     snapshot: ArtifactRef, cfg: SplitConfig, seed: int, storage: StorageConfig
 ) -> list[ArtifactRef]:
+    """Train and test parts, and the leakage check that proves them apart (stored even when it fails, for
+    the post-mortem; the task then fails and nothing trains)."""
     store = open_store(storage)
     parts = split(store.get_frame(snapshot), cfg, seed)
-    strategy = describe_strategy(cfg.strategy, "timestamp" in parts.train.columns)
+    has_time = "timestamp" in parts.train.columns
+    strategy = describe_strategy(cfg.strategy, has_time)
     get_run_logger().info("%s split: %d train / %d test", strategy, parts.train.height, parts.test.height)
-    return [store.put_frame(parts.train, kind="train"), store.put_frame(parts.test, kind="test")]
+    check = check_split(parts.train, parts.test, resolved_strategy(cfg.strategy, has_time))
+    refs = [store.put_frame(parts.train, kind="train"), store.put_frame(parts.test, kind="test")]
+    checked = store.put_json(check.document(), kind="leakage-check")
+    get_run_logger().info("leakage check %s: %s", checked.id[:12], check.summary())
+    ensure_no_leakage(check)
+    return [*refs, checked]
 
 
 @task(name="train", **CACHED)
 def train_task(
     train: ArtifactRef, cfg: ModelConfig, seed: int, reporting: TrainingConfig, storage: StorageConfig
-) -> ArtifactRef:
+) -> dict[str, Any]:
+    """The model, and torch's settings it was trained under (its thread count decides the last bits): kept
+    with the cached result, so a rerun elsewhere records what made the model, not what it runs on."""
     from {{ cookiecutter.package_name }} import training
 
     store = open_store(storage)
@@ -130,7 +142,7 @@ def train_task(
         model.save(path)
         ref = store.put_file(path, kind="model")
     get_run_logger().info("%s model %s", cfg.name, ref.id[:12])
-    return ref
+    return {"model": ref, "torch": environment.torch_facts()}
 
 
 @task(name="evaluate", **CACHED)
@@ -169,6 +181,7 @@ def record_task(
     tasks: dict[str, dict[str, Any]],
     validation: str,
     started_at: str,
+    trained_with: dict[str, Any],
 ) -> dict[str, Any]:
     store = open_store(settings.storage)
     run_id = str(flow_run.get_id() or "local")
@@ -192,13 +205,16 @@ def record_task(
             "strategy": describe_strategy(settings.split.strategy, "timestamp" in snapshot.columns),
             "train_rows": train.height,
             "test_rows": test.height,
+            "leakage": leakage_record(
+                store.get_json(artifacts["leakage_check"].ref()), artifacts["train"].id, artifacts["test"].id
+            ),
         },
         validation=validation,
         metrics=store.get_json(artifacts["metrics"].ref()),
         metric_intervals=store.get_json(artifacts["metric_intervals"].ref()),
         artifacts=artifacts,
         tasks=tasks,
-        environment=environment.capture(),
+        environment=environment.capture(trained_with, PROJECT_DIR),
     )
     manifest_ref, manifest_uri = write_manifest(store, manifest)
     markdown = report.render_markdown(manifest)
@@ -248,8 +264,9 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     gate = step(validate_task, snapshot, settings.validation, storage)
     if not gate["passed"]:
         raise ValidationFailed(f"snapshot {snapshot.id[:12]} failed validation: {gate['summary']}")
-    train, test = step(split_task, snapshot, settings.split, seed, storage)
-    model = step(train_task, train, settings.model, seed, settings.training, storage)
+    train, test, leakage = step(split_task, snapshot, settings.split, seed, storage)
+    trained = step(train_task, train, settings.model, seed, settings.training, storage)
+    model = trained["model"]
     metrics, per_user, intervals, baseline, baseline_per_user = step(
         evaluate_task, model, train, test, settings.evaluation, seed, storage
     )
@@ -259,6 +276,7 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         "validation": ArtifactEntry.of(gate["ref"], "validate", ["snapshot"]),
         "train": ArtifactEntry.of(train, "split", ["snapshot"]),
         "test": ArtifactEntry.of(test, "split", ["snapshot"]),
+        "leakage_check": ArtifactEntry.of(leakage, "split", ["train", "test"]),
         "model": ArtifactEntry.of(model, "train", ["train"]),
         "metrics": ArtifactEntry.of(metrics, "evaluate", ["model", "train", "test"]),
         "metrics_per_user": ArtifactEntry.of(per_user, "evaluate", ["model", "train", "test"]),
@@ -273,7 +291,16 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     promotion = None
     try:
         recorded = measured(
-            after, "record", record_task, settings, artifacts, inputs, tasks, gate["summary"], started_at
+            after,
+            "record",
+            record_task,
+            settings,
+            artifacts,
+            inputs,
+            tasks,
+            gate["summary"],
+            started_at,
+            trained["torch"],
         )
         if settings.promotion.enabled:
             failing = "promotion"

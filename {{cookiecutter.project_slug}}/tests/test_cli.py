@@ -17,15 +17,27 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args: str, cwd: Path = PROJECT_ROOT, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, cwd: Path = PROJECT_ROOT, timeout: int = 300, path: tuple[Path, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it; `path`: folders put before the project on the import path."""
     return subprocess.run(
         [sys.executable, "-m", PACKAGE, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "COLUMNS": "200"},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*path, PROJECT_ROOT))), "COLUMNS": "200"},
     )
+
+
+def _upgraded(folder: Path, name: str, version: str) -> Path:
+    """A folder that, put first on the import path, makes Python see `name` at `version` (its metadata only:
+    the code imported is still the installed one), as after an upgrade."""
+    info = folder / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return folder
 
 
 @pytest.fixture
@@ -98,6 +110,21 @@ def test_run_twice_second_run_is_all_cache_hits_then_inspect(tmp_path: Path) -> 
     assert (tmp_path / "g.mmd").read_text().startswith("flowchart LR")
     compared = _cli("compare", "latest", "latest", *args, cwd=tmp_path)
     assert compared.returncode == 0 and "(same)" in compared.stdout
+
+    # polars "upgraded": the environment's digest is in every cache key, so nothing cached is reused, and
+    # `compare` names the package that changed.
+    newer = _upgraded(tmp_path / "upgraded", "polars", "99.0.0")
+    upgraded = _cli("run", *args, "--model", "popularity", cwd=tmp_path, path=(newer,))
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert "tasks: 6 ran, 0 cached" in upgraded.stdout
+    ids = [r["run_id"] for r in json.loads(_cli("runs", *args, "--json", cwd=tmp_path).stdout)]
+    packages = _cli("compare", ids[1], ids[2], *args, "--json", cwd=tmp_path)
+    assert packages.returncode == 0, packages.stderr
+    changed = json.loads(packages.stdout)
+    assert [c[0] for c in changed["packages"]] == ["polars"], changed["packages"]
+    assert changed["packages"][0][2] == "99.0.0"
+    assert [c[0] for c in changed["environment"]] == ["digest"], changed["environment"]
+    assert [c[0] for c in changed["artifacts"]] == [], changed["artifacts"]  # same bytes, computed again
 
     # The registry after those two runs: version 1 (popularity) is the first champion; the second run, the
     # same model on the same data, reuses it with its decision. A third run with EASE beats it: version 2.

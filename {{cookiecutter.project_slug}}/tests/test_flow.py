@@ -49,6 +49,7 @@ def test_pipeline_runs_end_to_end_and_reports(tmp_path: Path) -> None:
         "validation",
         "train",
         "test",
+        "leakage-check",  # the split's proof that train and test are apart
         "model",
         "metrics",
         "metrics-per-user",

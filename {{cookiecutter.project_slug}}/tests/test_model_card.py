@@ -75,7 +75,11 @@ def test_card_is_stored_shown_and_printed_after_judging(small_settings: Settings
     ):
         assert f"| {name} | `{value}" in card, name
     assert f"Strategy: {manifest.split.strategy}." in card
-    assert "Leakage check:" in card and "| environment digest |" in card
+    # The run's own leakage check and environment digest, as its manifest recorded them.
+    assert manifest.split.leakage is not None and manifest.environment.digest is not None
+    assert "Leakage check: passed: disjoint: 0 event(s) in both parts" in card
+    assert f"(train {manifest.split.leakage.train[:12]}, test {manifest.split.leakage.test[:12]})" in card
+    assert f"| environment digest | `{manifest.environment.digest}` |" in card
 
     # Kept content-addressed too (so `verify` checks its bytes), and the run's status points at that copy.
     status = runs.read_status(store, result["run_id"])
@@ -112,20 +116,14 @@ def _older_and_newer_manifests(
     manifest: RunManifest, version: ModelVersion, decision: dict[str, Any]
 ) -> None:
     """A manifest from before the leakage check and the environment digest were recorded reads "not
-    recorded" for both; one that records them shows what it recorded."""
+    recorded" for both."""
     document = manifest.document()
-    document.pop("leakage", None)
-    document.pop("environment_digest", None)
-    document["environment"].pop("digest", None)
+    document["split"].pop("leakage")
+    document["environment"].pop("digest")
+    document["environment"].pop("lock")
     older = model_card.render(read_manifest(document), version, decision)
     assert "Leakage check: not recorded." in older
-    assert "| environment digest | not recorded |" in older
-
-    document["leakage"] = {"passed": True, "test_rows_in_train": 0}
-    document["environment"]["digest"] = "ab" * 32
-    newer = model_card.render(read_manifest(document), version, decision)
-    assert "Leakage check: passed (test_rows_in_train 0)." in newer
-    assert f"| environment digest | {'ab' * 32} |" in newer
+    assert "| environment digest | not recorded |" in older and "| lock file | not recorded |" in older
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from {{ cookiecutter.package_name }}.artifacts import ArtifactStore
 from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.data.synthetic import generate
 from {{ cookiecutter.package_name }}.settings import SyntheticConfig, load_settings
@@ -40,7 +41,37 @@ def synthetic_run(tmp_path: Path) -> Path:
 def test_reproduce_passes_bit_for_bit(synthetic_run: Path) -> None:
     code, out = _reproduce(synthetic_run, "latest")
     assert code == 0, out
-    assert "reproduced: all 10 artifact ids match" in out
+    assert "reproduced: all 11 artifact ids match" in out
+
+
+def test_reproduce_on_another_thread_count_uses_the_recorded_one(tmp_path: Path) -> None:
+    """As on a machine with another number of cores: EASE's bytes depend on torch's thread count, so the
+    rebuild runs with the count the model was trained with, whatever this process has."""
+    import torch
+
+    from {{ cookiecutter.package_name }}.artifacts.runs import find_run
+
+    overrides = {"data": {"synthetic": SMALL}, "model": {"name": "ease"}}
+    here = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        store = tmp_path / "store"
+        pipeline(load_settings([DEFAULT], {**overrides, "storage": {"uri": str(store)}}).resolved())
+        torch.set_num_threads(1)
+        # Without the pin, one thread makes another model from the same data and settings ...
+        elsewhere = tmp_path / "elsewhere"
+        pipeline(load_settings([DEFAULT], {**overrides, "storage": {"uri": str(elsewhere)}}).resolved())
+        run = find_run(ArtifactStore(str(store)), "latest")
+        other = find_run(ArtifactStore(str(elsewhere)), "latest")
+        assert (run.environment.torch.threads, other.environment.torch.threads) == (2, 1)
+        assert run.artifacts["train"].id == other.artifacts["train"].id
+        assert run.artifacts["model"].id != other.artifacts["model"].id
+        # ... and reproduce, started with one thread, trains with the run's two and matches every byte.
+        code, out = _reproduce(store, "latest")
+    finally:
+        torch.set_num_threads(here)
+    assert code == 0, out
+    assert "reproduced: all 11 artifact ids match" in out
 
 
 def test_changed_seed_is_named(synthetic_run: Path) -> None:

@@ -100,8 +100,11 @@ def test_chain_runs_from_raw_inputs_to_the_asked_artifact() -> None:
     assert lineage_chain(m, "metrics") == ["inputs", "snapshot", "train", "model", "test", "metrics"]
     lines = describe_chain(m, "model")
     assert lines[0].startswith("input     data/u.data sha256 ffffffffffff 5 bytes")
-    assert [line.split()[0] for line in lines] == ["input", "snapshot", "train", "model", "metrics"]
+    steps = [line.split()[0] for line in lines]
+    assert steps == ["input", "snapshot", "train", "model", "metrics", "leakage"]
     assert "asked" in lines[3]
+    # A manifest from before the split's leakage check says so where the chain passes the split.
+    assert lines[-1] == "leakage   not checked (a run from before the split's leakage check)"
 
 
 def test_mermaid_has_every_edge() -> None:

@@ -1,7 +1,13 @@
 """What a run ran on: Python, packages, code version, hardware and torch's determinism settings.
 
 Captured once per run into its manifest, so a result can be traced to its environment and a failed
-`reproduce` can say what differs.
+`reproduce` can say what differs. The installed distributions and the lock file are also summed up in one
+digest (`digest`), which is part of every cached task's key: upgrading torch or polars runs the steps again
+instead of reusing what the old versions computed.
+
+Torch's facts (version, thread count, determinism switches) are read by the step that trains, with the
+settings it trained under (`torch_facts`), and handed to `capture`: a cached rerun on another machine then
+records the thread count the model was made with, not this process's, and need not import torch at all.
 """
 
 from __future__ import annotations
@@ -10,38 +16,117 @@ import getpass
 import hashlib
 import os
 import platform
+import re
 import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+TORCH_FACTS = ("version", "deterministic_algorithms", "threads", "cudnn_deterministic")
 
 
-def capture(project_dir: Path | None = None) -> dict[str, Any]:
-    import torch
-
+def capture(torch: Mapping[str, Any], project_dir: Path | None = None) -> dict[str, Any]:
+    """The environment of a run whose model was trained under `torch` (`torch_facts` of the train step)."""
     project = project_dir or Path.cwd()
+    packages = installed_packages()
+    lock = lock_file(project)
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "user": _user(),
         "code": {"package_sha256": code_version(), **_flows_version(project), **git_state(project)},
-        "packages": installed_packages(),
+        "packages": list(packages),
+        "lock": lock,
+        "digest": digest(packages, lock),
         "hardware": {
             "cpu": _cpu_model(),
             "cores": os.cpu_count(),
             "memory_gb": _memory_gb(),
-            "gpu": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+            "gpu": list(torch.get("gpu", [])),
         },
-        "torch": {
-            "version": torch.__version__,
-            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-            "threads": torch.get_num_threads(),
-            "cudnn_deterministic": torch.backends.cudnn.deterministic,
-        },
+        "torch": {key: torch[key] for key in TORCH_FACTS},
     }
+
+
+def torch_facts() -> dict[str, Any]:
+    """Torch as this process has it set: what decides a model's bytes (float sums are split across threads,
+    so another thread count changes the last bits), and the GPUs it sees."""
+    import torch
+
+    return {
+        "version": torch.__version__,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "threads": torch.get_num_threads(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "gpu": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+    }
+
+
+@cache
+def installed_packages() -> tuple[str, ...]:
+    """Every distribution this process can import, as `name==version` with names normalised (PEP 503),
+    sorted; where two folders on sys.path hold one name, the first wins, as it does for imports.
+
+    Read from the `.dist-info` folder names (their version is exact) rather than by parsing each METADATA
+    file: a tenth of the time, and this is computed by every process that runs a cached task. Cached: the
+    set cannot change under a running process without it restarting to use it.
+    """
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            folders = sorted(os.listdir(entry or "."))
+        except OSError:  # a zip file, a folder that is gone
+            continue
+        for folder in folders:
+            named = _distribution(Path(entry or ".", folder))
+            if named is not None:
+                found.setdefault(*named)
+    return tuple(f"{name}=={version}" for name, version in sorted(found.items()))
+
+
+def _distribution(path: Path) -> tuple[str, str] | None:
+    if path.name.endswith(".dist-info"):
+        name, _, version = path.name.removesuffix(".dist-info").partition("-")
+    elif path.name.endswith(".egg-info"):  # an old-style install: no version in its name
+        dist = metadata.PathDistribution(path)
+        name, version = dist.metadata["Name"] or "", dist.version or ""
+    else:
+        return None
+    return (normalised(name), version) if name and version else None
+
+
+def normalised(name: str) -> str:
+    """A distribution name as PEP 503 compares them: `Great_Expectations` -> `great-expectations`."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_file(project: Path) -> dict[str, str] | None:
+    """The project's lock for this Python (requirements/py3.X.txt) and its sha256; None where it has none."""
+    relative = f"requirements/py{sys.version_info.major}.{sys.version_info.minor}.txt"
+    path = project / relative
+    if not path.is_file():
+        return None
+    return {"path": relative, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def digest(packages: Iterable[str], lock: Mapping[str, str] | None) -> str:
+    """sha256 of the installed distribution set and the lock file's hash: equal digests, equal environments
+    as far as any package is concerned."""
+    summed = hashlib.sha256()
+    for package in packages:
+        summed.update(f"{package}\n".encode())
+    summed.update(f"lock {lock['sha256'] if lock else None}".encode())
+    return summed.hexdigest()
+
+
+def current_digest(project: Path) -> str:
+    """The digest of this process's environment, for the project at `project` (what cache keys include)."""
+    return digest(installed_packages(), lock_file(project))
 
 
 def code_version(*directories: Path) -> str:
@@ -68,11 +153,6 @@ def git_state(directory: Path) -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": None, "git_dirty": None}
     return {"git_commit": commit, "git_dirty": dirty}
-
-
-def installed_packages() -> list[str]:
-    names = {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]}
-    return sorted(names, key=str.lower)
 
 
 def _git(directory: Path, *args: str) -> str:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
+from .artifacts import runs as runs_catalog
 from .artifacts.manifest import RunManifest, read_manifest
 from .artifacts.registry import ModelVersion, Registry
 from .artifacts.store import OBJECTS, ArtifactRef, ArtifactStore
@@ -176,21 +177,10 @@ def _split(manifest: RunManifest) -> str:
 
 
 def _leakage(manifest: RunManifest) -> str:
-    """The leakage check's outcome where the run recorded it (its own key, or inside the split's record)."""
-    places = (manifest.model_extra or {}, manifest.split.model_extra or {})
-    found = next((p[k] for p in places for k in ("leakage", "leakage_check") if p.get(k) is not None), None)
-    if found is None:
+    """The split's leakage check, where the run recorded one."""
+    if manifest.split.leakage is None:
         return NOT_RECORDED
-    if isinstance(found, Mapping):
-        passed = found.get("passed", found.get("ok"))
-        head = (
-            {True: "passed", False: "**failed**"}.get(passed, "recorded")
-            if passed is not None
-            else "recorded"
-        )
-        details = [f"{k} {_plain(v)}" for k, v in sorted(found.items()) if k not in ("passed", "ok")]
-        return head + (f" ({'; '.join(details)})" if details else "")
-    return _plain(found)
+    return runs_catalog.leakage_summary(manifest)
 
 
 def _metrics(manifest: RunManifest) -> str:
@@ -284,8 +274,6 @@ def _environment(manifest: RunManifest) -> str:
     git = (
         NOT_RECORDED if code.git_commit is None else code.git_commit + (" (dirty)" if code.git_dirty else "")
     )
-    places = ((manifest.model_extra or {}, "environment_digest"), (e.model_extra or {}, "digest"))
-    digest = next((p[k] for p, k in places if p.get(k) is not None), None)
     return "\n".join(
         [
             "## Environment",
@@ -297,7 +285,8 @@ def _environment(manifest: RunManifest) -> str:
             f"| torch | {e.torch.version}, {e.torch.threads} threads, deterministic "
             f"{'on' if e.torch.deterministic_algorithms else 'off'} |",
             f"| packages | {len(e.packages)} recorded |",
-            f"| environment digest | {_plain(digest) if digest is not None else NOT_RECORDED} |",
+            f"| environment digest | {f'`{e.digest}`' if e.digest else NOT_RECORDED} |",
+            f"| lock file | {f'{e.lock.path} `{e.lock.sha256[:12]}`' if e.lock else NOT_RECORDED} |",
             f"| package code | `{code.package_sha256}` |",
             f"| flows code | `{code.flows_sha256 or NOT_RECORDED}` |",
             f"| git commit | {git} |",
@@ -333,16 +322,6 @@ def _lineage(manifest: RunManifest, version: ModelVersion, decision_id: str | No
 def _p_value(p: float) -> str:
     # A bootstrap p-value of 0 means no resample crossed zero: below the resolution, not zero.
     return "< 0.0005" if p == 0 else f"{p:.4f}"
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(map(_plain, value)) or "none"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k} {_plain(v)}" for k, v in sorted(value.items()))
-    return str(value)
 
 
 def _epoch(seconds: int) -> str:

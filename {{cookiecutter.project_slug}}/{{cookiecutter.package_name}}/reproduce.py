@@ -64,4 +64,5 @@ def judge(expected: RunManifest, actual: RunManifest) -> Verdict:
         if not key.startswith(_REBUILD_OWNS)
     ]
     environment_notes = [f"environment {key}: {old} then, {new} now" for key, old, new in diff["environment"]]
+    environment_notes += [f"package {name}: {old} then, {new} now" for name, old, new in diff["packages"]]
     return Verdict(runs_catalog.first_difference(expected, actual), config_notes, environment_notes)

@@ -79,6 +79,13 @@ class TorchSettings(_Record):
     cudnn_deterministic: bool
 
 
+class LockFile(_Record):
+    """The project's lock file for the run's Python, and its sha256."""
+
+    path: str
+    sha256: str
+
+
 class Environment(_Record):
     """What a run ran on (`environment.capture`)."""
 
@@ -90,6 +97,9 @@ class Environment(_Record):
     packages: list[str]
     hardware: dict[str, Any]
     torch: TorchSettings
+    lock: LockFile | None = None
+    # sha256 of `packages` and the lock's hash: part of every cached task's key. None: a run from before.
+    digest: str | None = None
 
 
 class DatasetInfo(_Record):
@@ -106,12 +116,24 @@ class DatasetInfo(_Record):
     last_timestamp: int | None = None
 
 
+class LeakageCheck(_Record):
+    """The split's leakage check (`data.leakage`), with the ids (content hashes) of the parts it checked."""
+
+    passed: bool
+    checks: list[dict[str, Any]]  # name, passed, detail
+    shared_pairs: int
+    cutoff: int | None = None
+    train: str
+    test: str
+
+
 class SplitInfo(_Record):
-    """How the snapshot was split, and the size of each part."""
+    """How the snapshot was split, the size of each part, and the leakage check (None: a run from before)."""
 
     strategy: str
     train_rows: int
     test_rows: int
+    leakage: LeakageCheck | None = None
 
 
 class RunManifest(_Record):
@@ -163,6 +185,19 @@ class PipelineResult(RunManifest):
     outputs: RunOutputs
     promotion: dict[str, Any] | None = None
     after_manifest: dict[str, StepCost] = Field(default_factory=dict)
+
+
+def leakage_record(check: Mapping[str, Any], train_id: str, test_id: str) -> LeakageCheck:
+    """The manifest's record of a split's leakage check (`LeakageCheck.document()` as stored) and the ids of
+    the two parts it was run on."""
+    return LeakageCheck(
+        passed=check["passed"],
+        checks=check["checks"],
+        shared_pairs=check["shared_pairs"],
+        cutoff=check["cutoff"],
+        train=train_id,
+        test=test_id,
+    )
 
 
 class ManifestUnreadable(ValueError):

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from ..environment import normalised
 from .locks import _alive
 from .manifest import ManifestUnreadable, RunManifest, read_manifest
 from .store import ArtifactRef, ArtifactStore
@@ -163,10 +164,12 @@ def lineage_chain(manifest: RunManifest, focus: str) -> list[str]:
 
 
 def describe_chain(manifest: RunManifest, focus: str) -> list[str]:
-    """One line per step: what `focus` came from (down to the raw input bytes), then what came from it."""
+    """One line per step: what `focus` came from (down to the raw input bytes), then what came from it; and
+    the split's leakage check where the chain passes through the split."""
     artifacts, lines = manifest.artifacts, []
     downstream = [n for n in lineage_order(manifest) if n != focus and focus in lineage_chain(manifest, n)]
-    for name in lineage_chain(manifest, focus) + downstream:
+    chain = lineage_chain(manifest, focus) + downstream
+    for name in chain:
         if name == "inputs":
             files = manifest.dataset.inputs or [{"path": f"(synthetic, seed {manifest.seed})"}]
             for f in files:
@@ -177,7 +180,19 @@ def describe_chain(manifest: RunManifest, focus: str) -> list[str]:
         parents = ", ".join(entry.parents)
         marker = "  <- asked" if name == focus else ""
         lines.append(f"{name:<9} {entry.id[:12]}  task {entry.task:<8} from {parents}{marker}")
+    if {"train", "test"} & set(chain):
+        lines.append(f"leakage   {leakage_summary(manifest)}")
     return lines
+
+
+def leakage_summary(manifest: RunManifest) -> str:
+    """The split's leakage check in one line: verdict, each check's figure, the parts it was run on."""
+    check = manifest.split.leakage
+    if check is None:
+        return "not checked (a run from before the split's leakage check)"
+    verdict = "passed" if check.passed else "FAILED"
+    figures = "; ".join(f"{c['name']}: {c['detail']}" for c in check.checks)
+    return f"{verdict}: {figures} (train {check.train[:12]}, test {check.test[:12]})"
 
 
 def mermaid(manifest: RunManifest) -> str:
@@ -188,14 +203,18 @@ def mermaid(manifest: RunManifest) -> str:
         "<br/>".join(f"{f['path']}<br/>sha256 {f['sha256'][:12]}" for f in inputs) or "synthetic generator"
     )
     lines.append(f'  inputs["inputs<br/>{label}"]')
+    check = manifest.split.leakage
     for name, entry in manifest.artifacts.items():
-        lines.append(f'  {name}["{name}<br/>{entry.id[:12]}"]')
+        checked = name == "leakage_check" and check is not None
+        verdict = f"<br/>{'passed' if check and check.passed else 'FAILED'}" if checked else ""
+        lines.append(f'  {name}["{name}<br/>{entry.id[:12]}{verdict}"]')
         lines += [f"  {parent} -->|{entry.task}| {name}" for parent in entry.parents]
     return "\n".join(lines) + "\n"
 
 
 def compare(a: RunManifest, b: RunManifest) -> dict[str, list[tuple[str, Any, Any]]]:
-    """What differs between two runs: config values, data, artifacts, metrics and environment."""
+    """What differs between two runs: config values, data, artifacts, metrics, environment and packages
+    (every distribution whose version differs, or that only one run had: None on the other side)."""
     config_a, config_b = flatten(a.config), flatten(b.config)
     keys = sorted(set(config_a) | set(config_b))
     env_a, env_b = _env_summary(a), _env_summary(b)
@@ -217,6 +236,7 @@ def compare(a: RunManifest, b: RunManifest) -> dict[str, list[tuple[str, Any, An
         "environment": [
             (k, env_a.get(k), env_b.get(k)) for k in sorted(env_a) if env_a.get(k) != env_b.get(k)
         ],
+        "packages": _package_changes(a, b),
     }
 
 
@@ -262,18 +282,31 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _env_summary(manifest: RunManifest) -> dict[str, Any]:
     env = manifest.environment
-    packages = {p.split("==")[0].lower(): p for p in env.packages}
     return {
         "python": env.python,
         "torch": env.torch.version,
+        "torch threads": env.torch.threads,
         "code": env.code.package_sha256[:12],
         "git_commit": env.code.git_commit,
         "cpu": env.hardware.get("cpu"),
-        **{
-            f"package {name}": packages.get(name)
-            for name in ("polars", "numpy", "prefect", "great-expectations")
-        },
+        "lock": env.lock.sha256[:12] if env.lock else None,
+        "digest": env.digest[:12] if env.digest else None,
     }
+
+
+def _package_changes(a: RunManifest, b: RunManifest) -> list[tuple[str, Any, Any]]:
+    versions_a, versions_b = _versions(a), _versions(b)
+    return [
+        (name, versions_a.get(name), versions_b.get(name))
+        for name in sorted(set(versions_a) | set(versions_b))
+        if versions_a.get(name) != versions_b.get(name)
+    ]
+
+
+def _versions(manifest: RunManifest) -> dict[str, str]:
+    """name -> version; names normalised, so a manifest that recorded `PyYAML` matches one with `pyyaml`."""
+    pairs = (package.partition("==") for package in manifest.environment.packages)
+    return {normalised(name): version for name, _, version in pairs}
 
 
 def _read_json(store: ArtifactStore, relative: str) -> dict[str, Any]:

@@ -123,14 +123,14 @@ def compare_runs(
     set_: SetOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show what differs between two runs: config, data, artifacts, metrics and environment."""
+    """Show what differs between two runs: config, data, artifacts, metrics, environment and packages."""
     store = store_of(config, set_)
     a, b = runs_catalog.find_run(store, run_a), runs_catalog.find_run(store, run_b)
     diff = runs_catalog.compare(a, b)
     if as_json:
         print_json({"a": a.run_id, "b": b.run_id, **diff})
         return
-    for section in ("config", "data", "artifacts", "metrics", "environment"):
+    for section in ("config", "data", "artifacts", "metrics", "environment", "packages"):
         table = Table(title=section)
         for column in ("", a.run_id[:8], b.run_id[:8]):
             table.add_column(column)

@@ -8,8 +8,9 @@ Protocols (`split.strategy`):
 - user-random: a seeded test_fraction of each user's events is test (at least one event stays in train).
 Data without timestamps keeps the order events arrived in; the protocols that need time (temporal,
 leave-last-out) refuse it with the setting to change.
-Filters, applied first: `min_rating` (keep events rated at least that: explicit ratings as implicit positives)
-and `k_core` (repeatedly drop users and items with fewer than k events until none is left).
+Repeated rows of one event are kept once. Filters, applied first: `min_rating` (keep events rated at least
+that: explicit ratings as implicit positives) and `k_core` (repeatedly drop users and items with fewer than k
+events until none is left). The split step checks every split it makes for leakage (`leakage.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from ..settings import SplitConfig
-from .schema import ordered
+from .schema import event_key, ordered
 
 NEEDS_TIME = ("temporal", "leave-last-out")
 
@@ -56,6 +57,9 @@ def describe_strategy(strategy: str, has_time: bool) -> str:
 
 def split(frame: pl.DataFrame, cfg: SplitConfig, seed: int) -> Split:
     strategy = resolved_strategy(cfg.strategy, "timestamp" in frame.columns)
+    # One row per event: a row repeated in the source could otherwise land on both sides (the leakage check
+    # would then refuse the split). Data without repeats keeps its rows and their order.
+    frame = frame.unique(event_key(frame), keep="first", maintain_order=True)
     frame = filter_interactions(frame, cfg.k_core, cfg.min_rating)
     if frame.height < 2:
         raise SplitRefused(f"cannot split {frame.height} interaction(s) into train and test")
