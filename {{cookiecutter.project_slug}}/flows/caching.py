@@ -32,8 +32,9 @@ RESULTS = "prefect-results"
 
 
 @dataclass
-class ProjectCode(CachePolicy):
-    """Keys on the sha256 of the package's and the flows' Python sources."""
+class CodeAndEnvironment(CachePolicy):
+    """Keys on the sha256 of the package's and the flows' Python sources, and on the environment's digest
+    (`environment.current_digest`: installed packages and the lock file)."""
 
     def compute_key(
         self,
@@ -42,7 +43,7 @@ class ProjectCode(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        return _code_version()
+        return f"{_code_version()}:{current_digest(PROJECT_DIR)}"
 
 
 @cache
@@ -50,21 +51,7 @@ def _code_version() -> str:
     return code_version(PACKAGE_DIR, FLOWS_DIR)
 
 
-@dataclass
-class InstalledPackages(CachePolicy):
-    """Keys on the environment's digest (`environment.current_digest`): packages and the lock file."""
-
-    def compute_key(
-        self,
-        task_ctx: TaskRunContext,
-        inputs: dict[str, Any],
-        flow_parameters: dict[str, Any],
-        **kwargs: Any,
-    ) -> str | None:
-        return current_digest(PROJECT_DIR)
-
-
-PIPELINE_CACHE = INPUTS + TASK_SOURCE + ProjectCode() + InstalledPackages()
+PIPELINE_CACHE = INPUTS + TASK_SOURCE + CodeAndEnvironment()
 
 
 class _CachedOptions(TypedDict):

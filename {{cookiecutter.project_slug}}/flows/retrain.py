@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import State
 
-from flows.ingest import ingest, outcomes_of, outside, refused
+from flows.ingestion import ingest, outcomes_of, outside, refused
 from flows.pipeline import pipeline
 from flows.ui import label_run
 from {{ cookiecutter.package_name }}.artifacts import open_store

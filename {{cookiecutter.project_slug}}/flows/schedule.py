@@ -18,7 +18,7 @@ from typing import Any
 from prefect.events import DeploymentEventTrigger, emit_event
 from prefect.schedules import Cron
 
-from flows.monitor import DATASET_RESOURCE, monitor
+from flows.monitoring import DATASET_RESOURCE, monitor
 from flows.retrain import ingest_and_train, retrain
 from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings
 

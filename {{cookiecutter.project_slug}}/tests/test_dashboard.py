@@ -27,7 +27,7 @@ from {{ cookiecutter.package_name }}.dashboard_page import render_page, store_pa
 from {{ cookiecutter.package_name }}.settings import Settings
 
 pipeline = load_entrypoint("flows/pipeline.py:pipeline")
-monitor = load_entrypoint("flows/monitor.py:monitor")
+monitor = load_entrypoint("flows/monitoring.py:monitor")
 after_run = load_entrypoint("flows/dashboard.py:after_run")
 
 

@@ -35,9 +35,9 @@ pytestmark = pytest.mark.unit
 # The flows as a worker loads them: by file path, from the project root.
 LANDING_RESOURCE = load_entrypoint("flows/schedule.py:LANDING_RESOURCE")
 build_deployments = load_entrypoint("flows/schedule.py:build_deployments")
-DATASET_RESOURCE = load_entrypoint("flows/monitor.py:DATASET_RESOURCE")
+DATASET_RESOURCE = load_entrypoint("flows/monitoring.py:DATASET_RESOURCE")
 _wait_for_run, served, _spawn, _stop = (
-    load_entrypoint(f"flows/simulate.py:{name}") for name in ("_wait_for_run", "served", "_spawn", "_stop")
+    load_entrypoint(f"flows/simulation.py:{name}") for name in ("_wait_for_run", "served", "_spawn", "_stop")
 )
 _free_port, _wait_healthy = (
     load_entrypoint(f"flows/server.py:{name}") for name in ("free_port", "wait_healthy")

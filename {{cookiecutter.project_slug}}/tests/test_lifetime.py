@@ -227,7 +227,7 @@ def test_a_stale_record_is_replaced_and_a_server_whose_starter_was_killed_is_reu
 
 @pytest.mark.e2e
 def test_a_child_started_to_die_with_its_parent_does(tmp_path: Path) -> None:
-    """`dies_with_parent`, as `served` (flows/simulate.py) starts its children."""
+    """`dies_with_parent`, as `served` (flows/simulation.py) starts its children."""
     parent_code = textwrap.dedent(
         f"""
         import subprocess, sys, time

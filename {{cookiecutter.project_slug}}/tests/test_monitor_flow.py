@@ -27,7 +27,7 @@ from {{ cookiecutter.package_name }}.settings import ModelConfig, Settings, Synt
 from {{ cookiecutter.package_name }}.simulation import shift
 from {{ cookiecutter.package_name }}.training import train
 
-monitor = load_entrypoint("flows/monitor.py:monitor")
+monitor = load_entrypoint("flows/monitoring.py:monitor")
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -19,7 +19,7 @@ from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, load_settings
 
 # The flows as a worker loads them: by file path, from the project root.
 pipeline = load_entrypoint("flows/pipeline.py:pipeline")
-_spawn, _stop = (load_entrypoint(f"flows/simulate.py:{name}") for name in ("_spawn", "_stop"))
+_spawn, _stop = (load_entrypoint(f"flows/simulation.py:{name}") for name in ("_spawn", "_stop"))
 _free_port, _wait_healthy = (
     load_entrypoint(f"flows/server.py:{name}") for name in ("free_port", "wait_healthy")
 )

@@ -26,7 +26,7 @@ from {{ cookiecutter.package_name }}.settings import Settings, SyntheticConfig, 
 
 pipeline = load_entrypoint("flows/pipeline.py:pipeline")
 batch_recommend = load_entrypoint("flows/recommend.py:batch_recommend")
-monitor = load_entrypoint("flows/monitor.py:monitor")
+monitor = load_entrypoint("flows/monitoring.py:monitor")
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -108,6 +108,8 @@ def test_flows_take_resolved_settings_or_config_files(tmp_path: Path) -> None:
     settings = load_settings([DEFAULT, exp])
     assert settings_for_flow(settings.resolved(), None) == settings
     assert settings_for_flow(None, [str(DEFAULT), str(exp)]) == settings
+    with pytest.raises(ValueError, match="`config` \\(resolved settings\\) or `config_files`, not both"):
+        settings_for_flow(settings.resolved(), [str(exp)])
 
 
 def test_an_explicit_empty_mapping_or_list_replaces_the_default(

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 # The flows as a worker loads them: by file path, from the project root.
 ARTIFACT_PREFIX = load_entrypoint("flows/ui.py:ARTIFACT_PREFIX")
-run_sweep = load_entrypoint("flows/sweep.py:run_sweep")
+run_sweep = load_entrypoint("flows/sweeps.py:run_sweep")
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 GRID = [

@@ -234,7 +234,7 @@ def test_quarantined_ingest_on_a_worker_fails_with_one_message_and_no_traceback(
     from prefect.client.schemas.sorting import LogSort
     from prefect.settings import PREFECT_API_URL
 
-    ingest = load_entrypoint("flows/ingest.py:ingest")
+    ingest = load_entrypoint("flows/ingestion.py:ingest")
     prefix = load_entrypoint("flows/ui.py:ARTIFACT_PREFIX")
     landing, root = tmp_path / "landing", tmp_path / "store"
     landing.mkdir()
@@ -253,7 +253,7 @@ def test_quarantined_ingest_on_a_worker_fails_with_one_message_and_no_traceback(
         env = {
             **os.environ,
             "PREFECT_API_URL": PREFECT_API_URL.value(),
-            "PREFECT__FLOW_ENTRYPOINT": "flows/ingest.py:ingest",
+            "PREFECT__FLOW_ENTRYPOINT": "flows/ingestion.py:ingest",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         }
         engine = subprocess.run(

@@ -27,7 +27,7 @@ from .artifacts.registry import CHAMPION, AliasMove, ModelVersion
 from .artifacts.verify import existing_registry
 from .settings import Settings
 
-CHECKS: Final = "monitor/checks"  # one JSON per monitor run (flows/monitor.py writes it)
+CHECKS: Final = "monitor/checks"  # one JSON per monitor run (flows/monitoring.py writes it)
 SNAPSHOT_HISTORY: Final = "snapshots/history"  # one JSON per batch taken in (landing.advance_snapshot)
 LOCATION: Final = "dashboard/index.html"  # the page's stable place in the store
 _NOT_METRICS: Final = ("users", "users_skipped")

@@ -68,8 +68,8 @@ def ingest(
     if path is not None and not zone.holds(path):
         # The flow ingests only files in the landing zone; one named here from elsewhere lands as a copy.
         path = zone.land(path)
-    ingest_flow = load_entrypoint("flows/ingest.py:ingest")
-    outcomes_of = load_entrypoint("flows/ingest.py:outcomes_of")
+    ingest_flow = load_entrypoint("flows/ingestion.py:ingest")
+    outcomes_of = load_entrypoint("flows/ingestion.py:outcomes_of")
 
     state = ingest_flow(settings.resolved(), path=str(path) if path else None, return_state=True)
     outcomes = outcomes_of(state)

@@ -40,7 +40,7 @@ def monitor(
     """Check the configured dataset's champion for drift and decay now (the `monitor` flow); exit 1 when it
     drifted."""
     settings = load(config, set_, source=source, path=path)
-    monitor_flow = load_entrypoint("flows/monitor.py:monitor")
+    monitor_flow = load_entrypoint("flows/monitoring.py:monitor")
 
     state = monitor_flow(settings.resolved(), return_state=True)
     if not state.is_completed():
@@ -101,9 +101,9 @@ def simulate(
     settings = checked_data(settings)
     quiet_defaults()
     # The project's server, running already or started once: a server of its own cost 10-15 s per simulation.
-    format_step = load_entrypoint("flows/simulate.py:format_step")
-    served = load_entrypoint("flows/simulate.py:served")
-    replay = load_entrypoint("flows/simulate.py:simulate")
+    format_step = load_entrypoint("flows/simulation.py:format_step")
+    served = load_entrypoint("flows/simulation.py:served")
+    replay = load_entrypoint("flows/simulation.py:simulate")
 
     planned = plan_batches(sources.load(settings.data, settings.seed), n_batches=batches)
     for batch in planned:
@@ -133,7 +133,7 @@ def sweep(
 
     sweep_options = {k: v for k, v in {"dask_address": dask_address, "workers": workers}.items() if v}
     settings = load(config, set_, extra={"sweep": sweep_options} if sweep_options else None)
-    run_sweep = load_entrypoint("flows/sweep.py:run_sweep")
+    run_sweep = load_entrypoint("flows/sweeps.py:run_sweep")
     where = settings.sweep.dask_address or f"a local Dask cluster of {settings.sweep.workers} workers"
     try:
         count = len(trials(settings.sweep.grid, settings.model))

@@ -77,7 +77,16 @@ def _environment_problem(message: str) -> str:
 
 def settings_for_flow(config: Mapping[str, Any] | None, config_files: Sequence[str] | None) -> Settings:
     """What a flow runs with: the resolved settings its caller passed, or (for a deployment) its config files
-    loaded with the worker's environment (default: configs/default.yaml)."""
+    loaded with the worker's environment (default: configs/default.yaml).
+
+    Two ways on purpose. A command resolves its settings where the user typed them (files, env, `--set`) and
+    passes the result, so the flow run's parameters in Prefect show exactly what ran. A deployment cannot: its
+    parameters are fixed when it is deployed, and the secrets and paths belong to the machine that runs it, so
+    it names files that the worker loads with its own environment. Both at once would leave one ignored:
+    refused.
+    """
+    if config is not None and config_files:
+        raise ConfigError("a flow takes `config` (resolved settings) or `config_files`, not both")
     if config is not None:
         return Settings.from_resolved(config)
     return load_settings([Path(f) for f in config_files or ["configs/default.yaml"]])

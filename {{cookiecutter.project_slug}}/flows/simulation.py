@@ -28,7 +28,7 @@ from uuid import UUID
 
 import yaml
 
-from flows.monitor import LATEST
+from flows.monitoring import LATEST
 from flows.schedule import emit_new_data
 from flows.server import free_port, wait_healthy
 from {{ cookiecutter.package_name }}.artifacts import open_store

@@ -117,7 +117,8 @@ def sweep(config: dict[str, Any] | None = None, config_files: list[str] | None =
     gate = in_store(validate_task, storage)(snapshot, settings.validation, storage)
     if not gate["passed"]:
         raise ValidationFailed(f"snapshot {snapshot.id[:12]} failed validation: {gate['summary']}")
-    train, test = in_store(split_task, storage)(snapshot, settings.split, seed, storage)
+    # The split step's leakage check guards the trials too: a leaky split fails here, before any trial.
+    train, test, _checked = in_store(split_task, storage)(snapshot, settings.split, seed, storage)
 
     trials = sweeps.trials(settings.sweep.grid, settings.model)
     threads = settings.sweep.threads_per_worker if settings.sweep.dask_address is None else None
