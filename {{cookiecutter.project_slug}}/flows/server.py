@@ -68,6 +68,9 @@ class ServerState:
             return False
 
 
+_HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+
+
 @contextmanager
 def prefect_api(root: Path | None = None) -> Iterator[str]:
     """The Prefect API URL to use inside the block: the configured one, else the project's server (started
@@ -75,14 +78,20 @@ def prefect_api(root: Path | None = None) -> Iterator[str]:
     settings, which its background threads read (its event and log workers would otherwise start a
     temporary server of their own)."""
     from prefect.events.worker import EventsWorker
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+    # Heartbeats let a server notice that a flow run's process died. A command runs its flows in its own
+    # process, and its runs' status files already say when that process is gone (`runs` shows `stopped`);
+    # stopping the heartbeat thread costs up to a second at the end of every flow run. A frequency set in the
+    # environment is kept. (Runs that `serve` or a worker start are processes of their own, with heartbeats.)
+    in_process = {} if _HEARTBEAT_ENV in os.environ else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     configured = PREFECT_API_URL.value()
     if configured:
-        yield configured
+        with temporary_settings(updates=in_process):
+            yield configured
         return
     url = project_server(root or Path.cwd()).url
-    with _api_url(url), temporary_settings(updates={PREFECT_API_URL: url}):
+    with _api_url(url), temporary_settings(updates={PREFECT_API_URL: url, **in_process}):
         try:
             yield url
         finally:
