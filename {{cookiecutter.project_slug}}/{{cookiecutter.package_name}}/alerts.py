@@ -35,6 +35,7 @@ class Acknowledgement:
     actor: str
 
     def describe(self) -> str:
+        """The reason a later check stays quiet, as the monitor logs it."""
         return (
             f"drift already reported at {self.at:%Y-%m-%d %H:%M:%S} UTC for champion v{self.champion} "
             f"on snapshot {self.snapshot_id[:12]}"
@@ -43,11 +44,14 @@ class Acknowledgement:
 
 @dataclass(frozen=True)
 class EmitDecision:
+    """The monitor's answer: emit or not, and a message saying why, for the run's log."""
+
     emit: bool
     message: str
     previous: Acknowledgement | None = None  # the acknowledgement that holds the event back
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (the acknowledgement's time as ISO text): what the monitor's task returns."""
         out = asdict(self)
         if self.previous is not None:
             out["previous"]["at"] = self.previous.at.isoformat(timespec="seconds")

@@ -122,12 +122,15 @@ class DatasetView:
 
 @dataclass(frozen=True)
 class Dashboard:
+    """Everything the dashboard page shows: one view per dataset, and the ingest's batches and quarantine."""
+
     datasets: list[DatasetView]
     batches_taken_in: int
     quarantined: list[dict[str, Any]] = field(default_factory=list)  # reason records, oldest first
 
     @property
     def quarantine_share(self) -> float | None:
+        """Share of ingested batches that were refused (None: no batch yet)."""
         total = self.batches_taken_in + len(self.quarantined)
         return len(self.quarantined) / total if total else None
 

@@ -20,6 +20,8 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 
 @dataclass(frozen=True)
 class Point:
+    """One value at one time, optionally with an interval (`low`-`high`) and a ring (`marked`: a champion)."""
+
     at: str  # ISO timestamp
     value: float
     key: str = ""  # what the point is (a run id, a version): its tooltip and data-key
@@ -30,6 +32,8 @@ class Point:
 
 @dataclass(frozen=True)
 class Series:
+    """A named line of points, in one colour."""
+
     name: str
     points: Sequence[Point]
     color: str = PALETTE[0]
@@ -38,6 +42,8 @@ class Series:
 
 @dataclass(frozen=True)
 class Threshold:
+    """A labelled horizontal line at `value` (a drift threshold)."""
+
     label: str
     value: float
     color: str = "#555"
@@ -45,6 +51,8 @@ class Threshold:
 
 @dataclass(frozen=True)
 class Annotation:
+    """A vertical line at a champion move (promotion, rollback), numbered as in the list of moves."""
+
     at: str
     number: int
     color: str = "#444"
@@ -52,6 +60,8 @@ class Annotation:
 
 @dataclass(frozen=True)
 class Chart:
+    """One chart's title, y-axis label, series, thresholds and annotations; drawn by `render`."""
+
     title: str
     y_label: str
     series: Sequence[Series]

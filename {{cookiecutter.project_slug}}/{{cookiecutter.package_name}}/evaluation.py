@@ -59,10 +59,13 @@ class Scores:
 
 @dataclass(frozen=True)
 class Evaluation(Scores):
+    """Scores plus the top items recommended to each user, which coverage and its bootstrap interval need."""
+
     top_items: np.ndarray  # (users, max K) internal item indices recommended per user, -1 for an empty slot
     n_items: int
 
     def table(self) -> list[dict[str, Any]]:
+        """The summary as rows of {metric, value}, sorted by metric name."""
         return [{"metric": name, "value": value} for name, value in sorted(self.summary.items())]
 
 
@@ -165,6 +168,8 @@ def bootstrap_intervals(
 
 @dataclass(frozen=True)
 class PairedTest:
+    """Model A against model B on one metric over the users both evaluated: how far apart, how surely."""
+
     metric: str
     users: int  # evaluated by both models
     mean_a: float

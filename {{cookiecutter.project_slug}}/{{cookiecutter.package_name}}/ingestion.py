@@ -43,6 +43,8 @@ CHANGED = "changed while it was being taken in: left in the landing zone for the
 
 @dataclass(frozen=True)
 class BatchOutcome:
+    """What became of a landed file: taken in, refused (quarantined) or left for the next ingest, and why."""
+
     file: str
     accepted: bool
     batch: dict[str, Any]  # name, size, sha256 of the file's bytes (name and size of an entry never read)
@@ -61,10 +63,14 @@ class BatchOutcome:
     left_in_landing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form: what the ingest task returns."""
         return asdict(self)
 
 
 def ingest_batch(file: Path, settings: Settings, store: ArtifactStore, now: int) -> BatchOutcome:
+    """Validate one landed file and add it to the current snapshot, or quarantine it, under the store's ingest
+    lock; `now` (Unix seconds) bounds how far ahead its events may be. `file` must be in the landing zone.
+    """
     landing = LandingZone(settings.ingest)
     cfg = settings.ingest
     file = landing.confine(file)

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Check:
+    """One expectation's result; `rows` and `unexpected_sample` are a few offenders, not all of them."""
+
     expectation: str
     column: str | None
     passed: bool
@@ -38,14 +40,18 @@ class Check:
 
 @dataclass(frozen=True)
 class ValidationResult:
+    """A suite's verdict on a frame: `passed` when every expectation held, and each check."""
+
     passed: bool
     rows: int
     checks: tuple[Check, ...]
 
     def failures(self) -> tuple[Check, ...]:
+        """The checks that failed, in suite order."""
         return tuple(c for c in self.checks if not c.passed)
 
     def reasons(self) -> list[str]:
+        """One line per failed check, with what was observed and a sample of offending values."""
         out = []
         for c in self.failures():
             what = f"observed {c.observed}" if c.observed is not None else f"{c.unexpected_count} unexpected"
@@ -54,6 +60,7 @@ class ValidationResult:
         return out
 
     def summary(self) -> str:
+        """One line for logs and run summaries: all passed, or how many failed and why."""
         if self.passed:
             return f"all {len(self.checks)} expectations passed on {self.rows} rows"
         reasons = self.reasons()
@@ -74,10 +81,12 @@ class ValidationResult:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (the stored validation result)."""
         return asdict(self)
 
 
 def schema_columns(frame: pl.DataFrame) -> list[str]:
+    """The contract's columns present in `frame`, in contract order (extra columns left out)."""
     return [c.name for c in schema.COLUMNS if c.name in frame.columns]
 
 

@@ -46,6 +46,7 @@ class StoreFilesHandler(SimpleHTTPRequestHandler):
     extensions_map = {**CONTENT_TYPES, "": DEFAULT_TYPE}
 
     def send_head(self) -> Any:
+        """Refuse paths that leave the store before the standard handler opens the file."""
         path = unquote(urlsplit(self.path).path)
         if ".." in path.split("/") or "\\" in path or "\x00" in path:
             self.send_error(HTTPStatus.FORBIDDEN, "path leaves the store")
@@ -69,10 +70,12 @@ class StoreFilesHandler(SimpleHTTPRequestHandler):
         return super().send_head()
 
     def list_directory(self, path: Any) -> None:
+        """Never list a folder: the store's layout is not for browsing."""
         self.send_error(HTTPStatus.NOT_FOUND, "no listings")
         return None
 
     def guess_type(self, path: Any) -> str:
+        """The store's own types, so Markdown and Mermaid open as text rather than download."""
         return content_type(str(path))
 
 

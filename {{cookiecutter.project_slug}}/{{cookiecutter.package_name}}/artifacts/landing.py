@@ -60,6 +60,7 @@ class Arrival:
     sha256: str
 
     def describe(self) -> dict[str, Any]:
+        """The batch as the ingest result and its quarantine reason name it."""
         return {"name": self.path.name, "size": len(self.data), "sha256": self.sha256}
 
 
@@ -79,9 +80,11 @@ class Stray:
     kind: str  # "a symbolic link", "a FIFO", ...
 
     def describe(self) -> dict[str, Any]:
+        """The entry as the ingest result and its quarantine reason name it (its bytes were never read)."""
         return {"name": self.path.name, "size": self.size}
 
     def reason(self) -> str:
+        """Why the entry was refused, for its `.reason.json`."""
         return (
             f"{self.path.name} ({self.size} bytes) is {self.kind}, not a regular file: "
             "refused without reading or following it"
@@ -97,6 +100,11 @@ class BatchMissing(IOError):
 
 
 class LandingZone:
+    """The landing and quarantine folders of `ingest`: which batches are ready, read once, cleared or refused.
+
+    An instance remembers what it saw, so `watch` keeps one for its whole life (see `look`).
+    """
+
     def __init__(self, cfg: IngestConfig) -> None:
         self.landing = Path(cfg.landing)
         self.quarantine_dir = Path(cfg.quarantine)
@@ -244,6 +252,7 @@ class LandingZone:
         return target
 
     def quarantined(self) -> list[dict[str, Any]]:
+        """Every quarantined batch's `.reason.json` plus its file `name`, by name; empty before the first."""
         if not self.quarantine_dir.is_dir():
             return []
         out = []
@@ -303,6 +312,7 @@ def is_temporary(name: str) -> bool:
 
 
 def stamp(file: Path) -> FileStamp:
+    """The entry's stamp from lstat: a link is described, not followed."""
     return _stamp_of(os.lstat(file))
 
 

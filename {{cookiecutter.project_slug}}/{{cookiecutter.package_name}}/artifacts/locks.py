@@ -89,6 +89,7 @@ class Lease:
                 raise LockLost(f"lock {self.record['name']!r} was taken over: {_holder(current)}")
 
     def release(self) -> None:
+        """Stop refreshing and remove the lock, unless it was lost (then someone else's lock stays)."""
         self._stop.set()
         self._refresher.join()
         with self._mutex:
@@ -182,6 +183,7 @@ class LocalBackend:
         self.path = path
 
     def create(self, data: bytes) -> str | None:
+        """The new version, or None when the lock file exists; written and fsynced before it counts."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -194,6 +196,7 @@ class LocalBackend:
         return data.decode()
 
     def read(self) -> tuple[bytes, str, float] | None:
+        """(data, version, age in seconds from the file's mtime), or None when there is no lock."""
         try:
             with open(self.path, "rb") as fh:
                 data, mtime = fh.read(), os.fstat(fh.fileno()).st_mtime
@@ -202,6 +205,7 @@ class LocalBackend:
         return data, data.decode(errors="replace"), time.time() - mtime
 
     def refresh(self, data: bytes, version: str) -> str | None:
+        """Rewrite the holder's record (through a rename); None when `version` is no longer the file's."""
         # Only the holder refreshes, and nobody breaks a lock that is being refreshed, so check-then-rename
         # is safe here.
         current = self.read()
@@ -216,9 +220,11 @@ class LocalBackend:
         return data.decode()
 
     def take_over(self, data: bytes, version: str) -> str | None:
+        """Break the stale lock `version` and create ours; None when another waiter got there first."""
         return self.create(data) if self.remove(version) else None
 
     def remove(self, version: str) -> bool:
+        """Remove the lock only if it is still `version` (renamed aside, checked, put back otherwise)."""
         aside = f"{self.path}.{uuid.uuid4().hex}.broken"
         try:
             os.rename(self.path, aside)
@@ -243,9 +249,12 @@ class S3Backend:
         self.bucket, self.key, _ = fs.split_path(path)
 
     def create(self, data: bytes) -> str | None:
+        """The new ETag, or None when the lock object exists (`If-None-Match: *`)."""
         return self._put(data, IfNoneMatch="*")
 
     def read(self) -> tuple[bytes, str, float] | None:
+        """(data, ETag, age in seconds from LastModified), or None when there is no lock."""
+
         async def get() -> tuple[bytes, str, float] | None:
             try:
                 response = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self.key)
@@ -259,12 +268,15 @@ class S3Backend:
         return fsspec.asyn.sync(self.fs.loop, get)
 
     def refresh(self, data: bytes, version: str) -> str | None:
+        """Rewrite the holder's record if the ETag is still `version`; None otherwise."""
         return self._put(data, IfMatch=version)
 
     def take_over(self, data: bytes, version: str) -> str | None:
+        """Replace the stale lock `version` with ours; None when another waiter's PUT matched first."""
         return self._put(data, IfMatch=version)  # a compare and swap: only one waiter's PUT matches
 
     def remove(self, version: str) -> bool:
+        """Delete the lock if its ETag is still `version`; False when it is gone or someone else's."""
         try:
             self.fs.call_s3("delete_object", Bucket=self.bucket, Key=self.key, IfMatch=version)
         except (FileNotFoundError, OSError):

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class RunNotFound(LookupError):
+    """No run, or more than one, matches the run id (or prefix) asked for."""
+
     pass
 
 
@@ -96,6 +98,7 @@ def update_status(store: ArtifactStore, run_id: str, **fields: Any) -> dict[str,
 
 
 def read_status(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
+    """The run's `status.json` as written; None for a run that never wrote one."""
     try:
         return _read_json(store, f"runs/{run_id}/{STATUS_NAME}")
     except FileNotFoundError:

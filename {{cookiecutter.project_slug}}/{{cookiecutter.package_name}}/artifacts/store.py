@@ -59,6 +59,8 @@ class StoreUnusable(ValueError):
 
 
 class ArtifactStore:
+    """Every run's artifacts and reports, in a local folder or on S3: nothing else reads or writes them."""
+
     def __init__(
         self,
         root: str,
@@ -75,6 +77,7 @@ class ArtifactStore:
     # -- content-addressed objects -------------------------------------------------------------------------
 
     def put_bytes(self, data: bytes, kind: str, suffix: str = "") -> ArtifactRef:
+        """Store `data` under its sha256 (a no-op when it is there whole); `suffix` is the file extension."""
         digest = hashlib.sha256(data).hexdigest()
         relative = f"{OBJECTS}/{digest[:2]}/{digest}{suffix}"
         # An object already there is kept only if it is whole: a recomputed task repairs a damaged one.
@@ -83,6 +86,7 @@ class ArtifactStore:
         return ArtifactRef(id=digest, uri=relative, kind=kind, size=len(data))
 
     def get_bytes(self, ref: ArtifactRef) -> bytes:
+        """The object's bytes; ArtifactCorrupted if they no longer hash to its id."""
         data = self.fs.cat_file(self._join(self.locate(ref)))
         if hashlib.sha256(data).hexdigest() != ref.id:
             raise ArtifactCorrupted(f"{self.locate(ref)}: content does not match its id {ref.id}")
@@ -122,9 +126,11 @@ class ArtifactStore:
         return sorted(p.removeprefix(prefix) for p in found if not Path(p).name.startswith(".tmp-"))
 
     def read_bytes(self, relative: str) -> bytes:
+        """A stored file's bytes by path inside the store, unchecked (objects: `get_bytes`)."""
         return self.fs.cat_file(self._join(relative))
 
     def exists(self, relative: str) -> bool:
+        """Whether a path inside the store exists (file or folder)."""
         return bool(self.fs.exists(self._join(relative)))
 
     def digest(self, relative: str) -> str:
@@ -133,21 +139,26 @@ class ArtifactStore:
             return hashlib.file_digest(fh, "sha256").hexdigest()
 
     def put_frame(self, frame: pl.DataFrame, kind: str) -> ArtifactRef:
+        """Store a frame as Parquet; the same frame always gives the same id."""
         buf = io.BytesIO()
         # Fixed writer options so the same frame always gives the same bytes, hence the same id.
         frame.write_parquet(buf, compression="zstd", compression_level=3, statistics=True)
         return self.put_bytes(buf.getvalue(), kind, ".parquet")
 
     def get_frame(self, ref: ArtifactRef) -> pl.DataFrame:
+        """A frame stored by `put_frame`, its bytes checked against the id."""
         return pl.read_parquet(io.BytesIO(self.get_bytes(ref)))
 
     def put_json(self, obj: Any, kind: str) -> ArtifactRef:
+        """Store `obj` as canonical JSON (sorted keys), so equal values share one id."""
         return self.put_bytes(canonical_json(obj), kind, ".json")
 
     def get_json(self, ref: ArtifactRef) -> Any:
+        """A value stored by `put_json`, its bytes checked against the id."""
         return json.loads(self.get_bytes(ref))
 
     def put_file(self, source: Path, kind: str) -> ArtifactRef:
+        """Store a local file's bytes, keeping its suffixes (`.tar.gz`) so the object opens as that format."""
         return self.put_bytes(Path(source).read_bytes(), kind, "".join(Path(source).suffixes))
 
     def fetch_file(self, ref: ArtifactRef, target: Path) -> Path:
@@ -162,6 +173,7 @@ class ArtifactStore:
         return self.write_bytes(relative, text.encode())
 
     def write_bytes(self, relative: str, data: bytes) -> str:
+        """Write bytes under the store root by name (atomically, replacing what is there); returns the URI."""
         path = self._join(relative)
         self._write(path, data)
         return self._uri(path)
@@ -173,15 +185,18 @@ class ArtifactStore:
         return self.uri_of(relative)
 
     def read_text(self, relative: str) -> str:
+        """A named output's text (UTF-8); FileNotFoundError if it was never written."""
         return self.fs.cat_file(self._join(relative)).decode()
 
     def list(self, relative: str) -> list[str]:
+        """The entry names (not paths) of a folder inside the store, sorted; empty if it does not exist."""
         path = self._join(relative)
         if not self.fs.exists(path):
             return []
         return sorted(Path(p).name for p in self.fs.ls(path, detail=False))
 
     def uri_of(self, relative: str) -> str:
+        """The full URI (`file://...`, `s3://...`) of a path inside the store, for messages and manifests."""
         return self._uri(self._join(relative))
 
     # -- links for people ------------------------------------------------------------------------------------
@@ -286,6 +301,7 @@ def local_root(uri: str) -> Path:
 
 
 def open_store(cfg: StorageConfig) -> ArtifactStore:
+    """The store the settings name, with S3 credentials and endpoint when given (else the default chain)."""
     options: dict[str, Any] = {}
     if cfg.uri.startswith("s3://"):
         if cfg.endpoint_url:

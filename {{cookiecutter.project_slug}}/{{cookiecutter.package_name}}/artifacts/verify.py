@@ -39,6 +39,8 @@ HISTORY = "snapshots/history"
 
 @dataclass(frozen=True)
 class Problem:
+    """One thing in the store or registry that is not whole, printed as one line (`str`)."""
+
     kind: str  # object | manifest | snapshot | registry
     id: str  # the id (prefix) of what is wrong, or the run or version it belongs to
     path: str  # where: a path inside the store, or a registry version
@@ -50,15 +52,19 @@ class Problem:
 
 @dataclass(frozen=True)
 class Report:
+    """What a `verify` found: its problems, how many records of each kind it read, and how long it took."""
+
     problems: list[Problem]
     checked: dict[str, int] = field(default_factory=dict)  # records read, by kind
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
+        """Whether nothing was wrong (else `verify` exits with status 1)."""
         return not self.problems
 
     def summary(self) -> str:
+        """One line: the records read by kind, the verdict and the time taken."""
         counts = ", ".join(f"{n:,} {kind}" for kind, n in self.checked.items())
         verdict = "all whole" if self.ok else f"{len(self.problems)} problem(s)"
         return f"{counts}: {verdict} ({self.seconds:.1f} s)"

@@ -50,6 +50,7 @@ class LeakageCheck:
 
     @property
     def passed(self) -> bool:
+        """Whether every check of the protocol holds: a split that fails is never trained on."""
         return all(c.passed for c in self.checks)
 
     def summary(self) -> str:

@@ -15,6 +15,8 @@ import polars as pl
 
 @dataclass(frozen=True)
 class Column:
+    """One column of the contract: its type, whether values may be null, its unit, and what it means."""
+
     name: str
     dtype: pl.DataType
     nullable: bool

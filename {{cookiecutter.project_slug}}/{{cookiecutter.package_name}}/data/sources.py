@@ -99,6 +99,7 @@ def movielens_layout(path: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def read_movielens(path: Path) -> pl.DataFrame:
+    """A MovieLens directory (or its ratings file) under the contract, whichever release it is."""
     file, layout = movielens_layout(path)
     return _read_one(file, DataConfig(source="file", path=file, **layout))
 

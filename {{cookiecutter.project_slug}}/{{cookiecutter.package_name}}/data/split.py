@@ -31,6 +31,8 @@ class SplitRefused(ValueError):
 
 
 class Split(NamedTuple):
+    """The two parts of a split, under the interactions contract."""
+
     train: pl.DataFrame
     test: pl.DataFrame
 
@@ -56,6 +58,7 @@ def describe_strategy(strategy: str, has_time: bool) -> str:
 
 
 def split(frame: pl.DataFrame, cfg: SplitConfig, seed: int) -> Split:
+    """Dedupe, filter, then split by `split.strategy`; SplitRefused when the data cannot be split that way."""
     strategy = resolved_strategy(cfg.strategy, "timestamp" in frame.columns)
     # One row per event: a row repeated in the source could otherwise land on both sides (the leakage check
     # would then refuse the split). Data without repeats keeps its rows and their order.
@@ -75,6 +78,7 @@ def split(frame: pl.DataFrame, cfg: SplitConfig, seed: int) -> Split:
 def filter_interactions(
     frame: pl.DataFrame, k_core: int = 0, min_rating: float | None = None
 ) -> pl.DataFrame:
+    """Events rated at least `min_rating` (None: all), then the `k_core` of users and items (< 2: all)."""
     if min_rating is not None:
         if "rating" not in frame.columns:
             raise ValueError("split.min_rating is set but the data has no rating column")

@@ -47,6 +47,7 @@ class Vocabulary:
 
     @classmethod
     def from_frame(cls, interactions: pl.DataFrame) -> Vocabulary:
+        """The users and items present in `interactions` (the training frame: nothing else gets an index)."""
         return cls(
             users=interactions.get_column("user_id").unique().sort().to_numpy().astype(np.int64),
             items=interactions.get_column("item_id").unique().sort().to_numpy().astype(np.int64),
@@ -54,16 +55,20 @@ class Vocabulary:
 
     @property
     def n_users(self) -> int:
+        """Users with an index: the rows of every user-side tensor."""
         return int(self.users.size)
 
     @property
     def n_items(self) -> int:
+        """Items with an index: the columns of every score matrix."""
         return int(self.items.size)
 
     def user_index(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Indices of raw user ids, -1 for a user unseen in training."""
         return _lookup(self.users, np.asarray(ids, dtype=np.int64))
 
     def item_index(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Indices of raw item ids, -1 for an item unseen in training."""
         return _lookup(self.items, np.asarray(ids, dtype=np.int64))
 
 
@@ -144,10 +149,12 @@ class Recommender(ABC):
 
     @property
     def n_users(self) -> int:
+        """Users the model was fitted on (raises before `fit`)."""
         return self._vocab().n_users
 
     @property
     def n_items(self) -> int:
+        """Items the model can recommend: those of its training data (raises before `fit`)."""
         return self._vocab().n_items
 
     def interactions(self, user_index: torch.Tensor) -> torch.Tensor:
@@ -157,6 +164,7 @@ class Recommender(ABC):
         return rows
 
     def seen(self, user_index: torch.Tensor) -> torch.Tensor:
+        """Boolean rows (batch, n_items): True where the user had the item in training."""
         return self.interactions(user_index) > 0
 
     def exclude_seen(self, scores: torch.Tensor, user_index: torch.Tensor) -> torch.Tensor:
@@ -271,6 +279,7 @@ class Recommender(ABC):
     # -- persistence -----------------------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
+        """Write the model as one safetensors file (no pickle); the same model always gives the same bytes."""
         vocab = self._vocab()
         tensors = {
             "vocabulary.users": torch.from_numpy(vocab.users),

@@ -26,6 +26,8 @@ _CHECK_NEGATIVES = 100  # random items each held-out positive is ranked against
 
 
 class BPR(Recommender):
+    """BPR-MF: user and item factors and an item bias, trained with Adam on sampled triples (`model.bpr`)."""
+
     name = "bpr"
     config_class = BPRConfig
     config: BPRConfig

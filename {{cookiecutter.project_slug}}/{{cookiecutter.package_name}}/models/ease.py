@@ -13,6 +13,8 @@ from .base import Recommender
 
 
 class EASE(Recommender):
+    """EASE: one items x items weight matrix, solved in closed form (`model.ease`)."""
+
     name = "ease"
     config_class = EASEConfig
     config: EASEConfig

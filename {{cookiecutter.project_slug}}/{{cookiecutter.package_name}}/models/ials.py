@@ -53,6 +53,8 @@ class _Pairs:
 
 
 class IALS(Recommender):
+    """iALS: user and item factors by alternating least squares, observed pairs weighted (`model.ials`)."""
+
     name = "ials"
     config_class = IALSConfig
     config: IALSConfig

@@ -14,6 +14,8 @@ from .base import Recommender
 
 
 class ItemKNN(Recommender):
+    """ItemKNN: items x items cosine similarities, each item's top-k kept (`model.itemknn`)."""
+
     name = "itemknn"
     config_class = ItemKNNConfig
     config: ItemKNNConfig

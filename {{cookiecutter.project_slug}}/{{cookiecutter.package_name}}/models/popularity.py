@@ -13,6 +13,8 @@ from .base import Recommender
 
 
 class Popularity(Recommender):
+    """Popularity: one score per item for every user, its count of training users (`model.popularity`)."""
+
     name = "popularity"
     config_class = PopularityConfig
 

@@ -11,10 +11,14 @@ from .base import ModelName, _Section
 
 
 class PopularityConfig(_Section):
+    """`model.popularity`: nothing to set; a section all the same, so every model is configured alike."""
+
     pass
 
 
 class EASEConfig(_Section):
+    """`model.ease`: the ridge penalty (or candidates to pick it from) and the scoring batch."""
+
     l2: float = Field(250.0, gt=0, description="Ridge penalty lambda on the item-item weights.")
     l2_search: list[float] = Field(
         default_factory=list,
@@ -24,6 +28,8 @@ class EASEConfig(_Section):
 
 
 class ItemKNNConfig(_Section):
+    """`model.itemknn`: how many neighbours each item keeps, and the shrinkage of rare co-occurrences."""
+
     neighbours: int = Field(100, gt=0, description="Most similar items kept per item.")
     shrink: float = Field(
         0.0, ge=0, description="Added to the cosine denominator: damps rare co-occurrences."
@@ -31,6 +37,8 @@ class ItemKNNConfig(_Section):
 
 
 class IALSConfig(_Section):
+    """`model.ials`: factors, passes, confidence and regularisation of the alternating least squares."""
+
     factors: int = Field(64, gt=0)
     iterations: int = Field(15, gt=0, description="Alternating passes (users, then items).")
     alpha: float = Field(10.0, gt=0, description="Extra confidence of an observed pair.")
@@ -39,6 +47,8 @@ class IALSConfig(_Section):
 
 
 class BPRConfig(_Section):
+    """`model.bpr`: factors, epochs, the Adam step and batch, and early stopping (off by default)."""
+
     factors: int = Field(64, gt=0)
     epochs: int = Field(50, gt=0)
     learning_rate: float = Field(0.01, gt=0, description="Adam step size.")
@@ -53,6 +63,8 @@ class BPRConfig(_Section):
 
 
 class ModelConfig(_Section):
+    """`model`: which recommender to train (`name`), and one section of hyper-parameters per model."""
+
     name: ModelName = "ease"
     popularity: PopularityConfig = PopularityConfig()
     itemknn: ItemKNNConfig = ItemKNNConfig()

@@ -47,6 +47,8 @@ _ANY: Final = object()  # `expect` not given: move whatever the alias points to 
 
 
 class Registry:
+    """The model registry in a SQL database: a SQLite file, or PostgreSQL when several hosts share it."""
+
     def __init__(self, url: str, store: ArtifactStore | None = None) -> None:
         """The registry at `url`, its schema brought to the newest migration (schema.py); `store` (the
         artifact store its runs wrote to) is needed once, to upgrade a registry made before datasets had
@@ -63,6 +65,7 @@ class Registry:
             raise RegistryError(f"cannot open the registry {where(url)}: {reason}") from exc
 
     def is_empty(self) -> bool:
+        """Whether no version was ever registered (a new registry, or one lost: the store can tell which)."""
         with self.engine.connect() as conn:
             return conn.execute(select(t.versions.c.version).limit(1)).first() is None
 

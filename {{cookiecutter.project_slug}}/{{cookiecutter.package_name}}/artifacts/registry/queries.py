@@ -74,6 +74,7 @@ def inserted_id(result: Any) -> int:
 
 
 def history(conn: Connection, alias: str | None, dataset: str | None = None) -> list[AliasMove]:
+    """The history, oldest first; with `dataset`, its rows and the notes about the whole registry."""
     query = select(t.moves).order_by(t.moves.c.id)
     if alias is not None:
         query = query.where(t.moves.c.alias == alias)
@@ -83,6 +84,7 @@ def history(conn: Connection, alias: str | None, dataset: str | None = None) -> 
 
 
 def dataset_of_version(conn: Connection, version: int) -> str:
+    """The dataset `version` was trained on; VersionNotFound if there is no such version."""
     found = conn.execute(select(t.versions.c.dataset).where(t.versions.c.version == version)).first()
     if found is None:
         raise VersionNotFound(f"no model version {version}")
@@ -90,16 +92,19 @@ def dataset_of_version(conn: Connection, version: int) -> str:
 
 
 def aliases_in(conn: Connection, dataset: str) -> dict[str, int]:
+    """Where the aliases of `dataset` point ({alias: version}); an alias pointing at none is absent."""
     rows = conn.execute(select(t.aliases.c.alias, t.aliases.c.version).where(t.aliases.c.dataset == dataset))
     return {a: v for a, v in rows.all()}
 
 
 def aliases_of(conn: Connection, version: int) -> tuple[str, ...]:
+    """The aliases that point at `version`, sorted (empty for most versions)."""
     rows = conn.execute(select(t.aliases.c.alias).where(t.aliases.c.version == version)).scalars()
     return tuple(sorted(rows.all()))
 
 
 def datasets(conn: Connection) -> list[str]:
+    """The names of the datasets with at least one version, sorted."""
     rows = conn.execute(select(t.versions.c.dataset).distinct().order_by(t.versions.c.dataset))
     return [str(d) for d in rows.scalars().all()]
 

@@ -29,10 +29,14 @@ SQLITE_NAME: Final = "registry.sqlite"
 
 
 class RegistryError(RuntimeError):
+    """The base of the registry's errors: any refusal, or a database it cannot reach, as one line."""
+
     pass
 
 
 class VersionNotFound(RegistryError, LookupError):
+    """No version matches the number or alias asked for (or the dataset has none yet)."""
+
     pass
 
 
@@ -46,6 +50,8 @@ class StaleAlias(RegistryError):
 
 @dataclass(frozen=True)
 class ModelVersion:
+    """A registered model: its run, model and snapshot artifacts, metrics, and the aliases on it when read."""
+
     version: int
     dataset: str
     run_id: str
@@ -64,11 +70,14 @@ class ModelVersion:
     aliases: tuple[str, ...] = field(default=())
 
     def artifact(self, name: str) -> dict[str, Any]:
+        """One of the version's artifact refs (`model`, `snapshot`, `train`, `test`, `metrics_per_user`)."""
         return self.artifacts[name]
 
 
 @dataclass(frozen=True)
 class AliasMove:
+    """A history row: an alias moved from one version to another (None: none), or a reuse (alias "")."""
+
     id: int
     at: str
     dataset: str
@@ -83,6 +92,8 @@ class AliasMove:
 
 @dataclass(frozen=True)
 class DecisionRecord:
+    """A promotion decision in brief (`promoted`: 0 or 1); the stored artifact `decision_id` holds it all."""
+
     id: int
     at: str
     version: int
@@ -93,6 +104,7 @@ class DecisionRecord:
 
 
 def default_actor() -> str:
+    """Who is acting, for the history: the login name, or `unknown` where there is none."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name in some containers
@@ -100,6 +112,7 @@ def default_actor() -> str:
 
 
 def now() -> str:
+    """The time the registry stamps rows with: UTC, ISO 8601, to the millisecond (so it sorts as text)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -150,6 +163,7 @@ def version_row(manifest: RunManifest, manifest_id: str, manifest_uri: str, acto
 
 
 def version_from_row(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
+    """A `model_versions` row read back, its JSON columns decoded, with the aliases that point at it."""
     values = dict(row)
     values["metrics"] = json.loads(values["metrics"])
     values["artifacts"] = json.loads(values["artifacts"])
@@ -158,6 +172,7 @@ def version_from_row(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
 
 
 def acknowledgement_from_row(row: Any) -> Acknowledgement | None:
+    """A `drift_events` row as the alerts module reads it; None for no row."""
     if row is None:
         return None
     return Acknowledgement(

@@ -40,6 +40,7 @@ _PG_LOCK_KEY: Final = 0x7265_6769_7374_7279
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite's waits for another writer's lock and lets readers read meanwhile."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     # A writer waits up to a minute for another's lock instead of failing at once; WAL lets readers read
