@@ -43,6 +43,7 @@ class CodeAndEnvironment(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
+        """The part of a task's key that changes with the code or the installed packages."""
         return f"{_code_version()}:{current_digest(PROJECT_DIR)}"
 
 

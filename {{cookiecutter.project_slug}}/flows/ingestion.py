@@ -84,6 +84,7 @@ def _run_name() -> str:
 
 @task(name="list-landing-zone")
 def waiting_task(cfg: IngestConfig) -> list[str]:
+    """The landing zone's files ready to ingest, oldest name first."""
     # Refused entries (links, FIFOs) too: ingesting one moves it into quarantine, so it is reported once.
     zone = LandingZone(cfg)
     return [str(p) for p in sorted(zone.waiting() + zone.refused())]
@@ -91,6 +92,7 @@ def waiting_task(cfg: IngestConfig) -> list[str]:
 
 @task(name="ingest-batch")
 def ingest_batch_task(file: str, settings: Settings) -> dict[str, Any]:
+    """One batch into the current snapshot or into quarantine (`ingestion.ingest_batch`); its outcome."""
     outcome = ingest_batch(Path(file), settings, open_store(settings.storage), now=int(time.time()))
     log = get_run_logger()
     if outcome.accepted:

@@ -71,6 +71,7 @@ class ValidationFailed(RuntimeError):
 
 @task(name="inspect-inputs")
 def inspect_inputs_task(data: DataConfig, storage: StorageConfig) -> list[dict[str, Any]]:
+    """Each input file's path, size and sha256 (or the current snapshot's): what `ingest` is cached on."""
     # Not cached: hashing the input files is what lets `ingest` notice a changed byte behind the same path.
     if data.source == "snapshot":
         store = open_store(storage)
@@ -89,6 +90,7 @@ def inspect_inputs_task(data: DataConfig, storage: StorageConfig) -> list[dict[s
 def ingest_task(
     data: DataConfig, seed: int, inputs: list[dict[str, Any]], storage: StorageConfig
 ) -> ArtifactRef:
+    """The snapshot: the inputs read in contract shape and stored (the current snapshot, for `snapshot`)."""
     if data.source == "snapshot":  # the current snapshot, as `inspect-inputs` found it
         (found,) = inputs
         uri = found["path"].removeprefix("snapshot:")
@@ -101,6 +103,7 @@ def ingest_task(
 
 @task(name="validate", **CACHED)
 def validate_task(snapshot: ArtifactRef, cfg: ValidationSettings, storage: StorageConfig) -> dict[str, Any]:
+    """The data-quality gate on the snapshot: whether it passed, a summary, the stored result."""
     store = open_store(storage)
     result = validate(store.get_frame(snapshot), cfg, now=int(time.time()))
     ref = store.put_json(result.to_dict(), kind="validation")
@@ -183,6 +186,7 @@ def record_task(
     started_at: str,
     trained_with: dict[str, Any],
 ) -> dict[str, Any]:
+    """Write the run's manifest, report and lineage, publish them in the UI; the `PipelineResult` as JSON."""
     store = open_store(settings.storage)
     run_id = str(flow_run.get_id() or "local")
     # Running from before the manifest exists: a run killed from here on is never listed as a success.

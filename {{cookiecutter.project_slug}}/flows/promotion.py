@@ -107,6 +107,8 @@ def judge_task(
     registry_cfg: RegistryConfig,
     storage: StorageConfig,
 ) -> dict[str, Any]:
+    """The promotion decision for `version`: the paired test against the champion (or popularity), guards
+    and latency, from the metrics evaluation stored where it can."""
     from {{ cookiecutter.package_name }} import serving
     from {{ cookiecutter.package_name }}.evaluation import evaluate, popularity_baseline
 

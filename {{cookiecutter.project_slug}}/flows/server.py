@@ -57,6 +57,7 @@ class ServerState:
 
     @property
     def log(self) -> Path:
+        """The server's output, for the error message when it does not start."""
         return Path(self.home) / "server.log"
 
     def is_running(self) -> bool:

@@ -43,6 +43,8 @@ DEPLOYMENTS = ("ingest-and-train/on-new-data", "monitor/hourly", "retrain/on-dri
 
 @dataclass(frozen=True)
 class Step:
+    """One flow run of the replay, as the timeline shows it."""
+
     at: float  # seconds since the simulation started
     batch: str
     what: str  # ingest+train | monitor | retrain
@@ -94,6 +96,7 @@ def simulate(
 
 
 def format_step(step: Step) -> str:
+    """A timeline line: seconds since the start, batch, flow, state, run name and what it did."""
     at, run = f"{step.at:7.1f}s", f"{step.state:<10} {step.flow_run:<24}"
     return f"{at}  {step.batch:<18} {step.what:<13} {run} {step.detail}"
 

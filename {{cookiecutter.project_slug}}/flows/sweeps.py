@@ -57,6 +57,7 @@ def trial_task(
     threads: int | None,
     storage: StorageConfig,
 ) -> dict[str, Any]:
+    """Train and evaluate one trial's model on the sweep's split; its metrics, intervals and timings."""
     import torch
 
     from {{ cookiecutter.package_name }} import training
