@@ -69,6 +69,8 @@ class Performance(TypedDict, total=False):
 
 @dataclass
 class DriftCheck:
+    """One monitor check of the champion: drifted or not, why, and each column's score and threshold."""
+
     drifted: bool
     reasons: list[str]
     reference_events: int
@@ -83,9 +85,11 @@ class DriftCheck:
     reports: dict[str, Any] = field(default_factory=dict, repr=False)  # Evidently snapshots, for the HTML
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as JSON-ready values, without the Evidently snapshots (`save_html` writes those)."""
         return {k: v for k, v in self.__dict__.items() if k != "reports"}
 
     def save_html(self, directory: Path) -> dict[str, Path]:
+        """Write each Evidently report as `<name>-drift.html` under `directory`; returns the paths by name."""
         directory.mkdir(parents=True, exist_ok=True)
         paths = {}
         for name, snapshot in self.reports.items():
@@ -94,6 +98,7 @@ class DriftCheck:
         return paths
 
     def markdown(self) -> str:
+        """The check for a person: the verdict, its reasons, the windows' sizes and every column's score."""
         verdict = "**drift or decay**" if self.drifted else "no drift"
         lines = [
             f"# Monitor: {verdict}",

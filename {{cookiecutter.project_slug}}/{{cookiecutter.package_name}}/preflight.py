@@ -33,12 +33,15 @@ _UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000}
 
 @dataclass
 class Preflight:
+    """What the checks found: problems stop the run, warnings are only shown."""
+
     problems: list[str] = field(default_factory=list)  # each one line naming a setting; any: do not run
     warnings: list[str] = field(default_factory=list)
     rows: int = 0  # events the data holds (0 when the second pass did not run)
 
     @property
     def ok(self) -> bool:
+        """Whether the pipeline may start: no problem found (warnings do not count)."""
         return not self.problems
 
 

@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # evaluation imports torch: the pipeline's flow module loads 
 
 @dataclass(frozen=True)
 class Decision:
+    """The verdict on a challenger, with every number it rests on, as stored beside the registry's record."""
+
     promote: bool
     reason: str
     challenger: int  # registry version
@@ -38,9 +40,11 @@ class Decision:
     latency: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form: the decision artifact the registry's record points to."""
         return asdict(self)
 
     def markdown(self) -> str:
+        """The decision for a person: what the Prefect UI shows, and what an approver reads."""
         verdict = "**promoted**" if self.promote else "**not promoted**"
         c = self.comparison
         lines = [

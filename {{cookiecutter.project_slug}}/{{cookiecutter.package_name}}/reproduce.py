@@ -52,6 +52,7 @@ class Verdict:
 
     @property
     def reproduced(self) -> bool:
+        """Whether every artifact of the rebuild has the run's id (the notes may still list differences)."""
         return self.difference is None
 
 

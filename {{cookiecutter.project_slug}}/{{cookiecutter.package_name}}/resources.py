@@ -49,8 +49,10 @@ class PeakMemory:
 
     @property
     def peak_rss_mb(self) -> float:
+        """The largest RSS of the whole process seen in the block, in MiB."""
         return self._peak / _MB
 
     @property
     def peak_mb(self) -> float:
+        """How far the RSS rose above its value on entry, in MiB: what the block itself needed."""
         return (self._peak - self._start) / _MB

@@ -23,12 +23,15 @@ from .data.schema import COLUMNS, ordered
 
 @dataclass(frozen=True)
 class Batch:
+    """One batch to replay, as the CSV bytes to land and what kind of batch it is."""
+
     name: str
     kind: str  # initial | normal | corrupt | shifted
     rows: int
     data: bytes  # CSV with the contract's columns
 
     def describe(self) -> str:
+        """The kind of batch in words, for `simulate`'s progress lines."""
         return {
             "initial": "initial load",
             "normal": "normal batch",
@@ -38,6 +41,7 @@ class Batch:
 
 
 def plan_batches(frame: pl.DataFrame, n_batches: int = 4, initial_share: float = 0.6) -> list[Batch]:
+    """The initial load, then `n_batches` (at least 3) later batches in time order; no randomness."""
     if n_batches < 3:
         raise ValueError("simulate needs at least 3 later batches: normal, corrupt, shifted")
     rows = ordered(frame)

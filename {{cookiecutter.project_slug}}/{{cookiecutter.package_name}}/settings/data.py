@@ -13,6 +13,8 @@ from .base import DataSource, _Section
 
 
 class SyntheticConfig(_Section):
+    """`data.synthetic`: size and shape of the generated data (the default source, `data/synthetic.py`)."""
+
     n_users: int = Field(2_000, gt=0)
     n_items: int = Field(1_000, gt=0)
     n_interactions: int = Field(100_000, gt=0, description="Events drawn before (user, item) de-duplication.")
@@ -73,6 +75,8 @@ def _separator(field: str, value: str) -> str:
 
 
 class DataConfig(_Section):
+    """`data`: which source to read, where, and how its columns, separator and timestamps are to be read."""
+
     source: DataSource = Field(
         "synthetic", description="`snapshot`: the current snapshot built by `ingest` from landed batches."
     )
@@ -141,6 +145,8 @@ class DataConfig(_Section):
 
 
 class ValidationConfig(_Section):
+    """`validation`: the plausible range of every event's values, and the limits a new batch must keep."""
+
     rating_min: float = 0.0
     rating_max: float = 5.0
     timestamp_min: int = Field(
@@ -176,6 +182,8 @@ class IngestConfig(_Section):
 
 
 class SplitConfig(_Section):
+    """`split`: the protocol that cuts train from test, and the filters applied before it."""
+
     strategy: Literal["auto", "temporal", "random", "leave-last-out", "user-random"] = Field(
         "auto",
         description="auto: temporal with timestamps, else random; temporal: global time cut-off; random: "

@@ -21,6 +21,8 @@ def _check_evaluated(field: str, names: Sequence[str], evaluation: EvaluationCon
 
 
 class EvaluationConfig(_Section):
+    """`evaluation`: the cut-offs K, the metric promotion decides on, and the bootstrap's resamples."""
+
     k: list[PositiveInt] = Field(default_factory=lambda: [10, 20], min_length=1)
     primary_metric: str = Field("ndcg@10", description="<metric>@<K>, K one of `k`; promotion decides on it.")
     batch_size: int = Field(1_024, gt=0, description="Users ranked per batch during evaluation.")

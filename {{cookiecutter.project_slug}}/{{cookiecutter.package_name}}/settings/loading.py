@@ -19,6 +19,8 @@ class ConfigError(ValueError):
 
 
 class ConfigFileError(ConfigError):
+    """A config file that is missing, unreadable, or not a mapping of settings; the message names the file."""
+
     pass
 
 

@@ -21,6 +21,8 @@ from .training import ModelConfig, SweepConfig, TrainingConfig
 
 
 class Settings(BaseSettings):
+    """All the settings, one section per concern; frozen, built once at the entry point (`load_settings`)."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
@@ -50,6 +52,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Replace pydantic-settings' sources by one that merges the layers our way (see `layers.py`)."""
         return (_Layers(settings_cls, [*_YAML_LAYERS.get(), env_settings, init_settings]),)
 
     @model_validator(mode="after")

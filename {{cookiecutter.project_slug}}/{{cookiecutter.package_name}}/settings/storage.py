@@ -12,6 +12,8 @@ from .base import PACKAGE, _Section
 
 
 class StorageConfig(_Section):
+    """`storage`: where the artifact store is, how links to it open, and its S3 credentials (never dumped)."""
+
     uri: str = Field("artifacts", description="Local directory or s3://bucket/prefix of the artifact store.")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None means AWS.")
     # Browsers refuse file:// links from a web page, so the Prefect UI links a local store through HTTP.
@@ -31,6 +33,8 @@ class StorageConfig(_Section):
 
 
 class RegistryConfig(_Section):
+    """`registry`: the registry's database URL, and the secrets kept out of it (never dumped)."""
+
     url: str | None = Field(
         None,
         description="SQLAlchemy URL of the model registry (e.g. postgresql+psycopg://user@host/db); "
