@@ -31,6 +31,8 @@ def with_working_dir(template: dict[str, Any]) -> dict[str, Any]:
 
 
 async def ensure_pool(name: str) -> None:
+    """Create the process pool `name`, or bring an existing one's working directory default in line; a pool
+    of another type is refused (its runs would not start in the project)."""
     async with get_client() as client:
         try:
             pool = await client.read_work_pool(name)
