@@ -64,10 +64,6 @@ class Evaluation(Scores):
     top_items: np.ndarray  # (users, max K) internal item indices recommended per user, -1 for an empty slot
     n_items: int
 
-    def table(self) -> list[dict[str, Any]]:
-        """The summary as rows of {metric, value}, sorted by metric name."""
-        return [{"metric": name, "value": value} for name, value in sorted(self.summary.items())]
-
 
 def evaluate(
     model: Recommender,

@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 class RunNotFound(LookupError):
     """No run, or more than one, matches the run id (or prefix) asked for."""
 
-    pass
-
 
 def write_manifest(store: ArtifactStore, manifest: RunManifest) -> tuple[ArtifactRef, str]:
     """Store the manifest content-addressed and by run id; returns its reference and its by-name URI."""

@@ -21,8 +21,6 @@ class ConfigError(ValueError):
 class ConfigFileError(ConfigError):
     """A config file that is missing, unreadable, or not a mapping of settings; the message names the file."""
 
-    pass
-
 
 def load_settings(config_files: Sequence[Path] = (), overrides: Mapping[str, Any] | None = None) -> Settings:
     """Build the settings object from YAML files (in order), the environment and `overrides`."""

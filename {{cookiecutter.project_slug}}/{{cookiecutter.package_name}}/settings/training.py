@@ -13,8 +13,6 @@ from .base import ModelName, _Section
 class PopularityConfig(_Section):
     """`model.popularity`: nothing to set; a section all the same, so every model is configured alike."""
 
-    pass
-
 
 class EASEConfig(_Section):
     """`model.ease`: the ridge penalty (or candidates to pick it from) and the scoring batch."""

@@ -31,13 +31,9 @@ SQLITE_NAME: Final = "registry.sqlite"
 class RegistryError(RuntimeError):
     """The base of the registry's errors: any refusal, or a database it cannot reach, as one line."""
 
-    pass
-
 
 class VersionNotFound(RegistryError, LookupError):
     """No version matches the number or alias asked for (or the dataset has none yet)."""
-
-    pass
 
 
 class RegistryDamaged(RegistryError):
