@@ -23,7 +23,8 @@ BY_CRUFT = "{{ 'yes' if cookiecutter._commit is defined else '' }}" == "yes"
 def template_dir() -> Path | None:
     """The template's folder on this machine. Cookiecutter runs this hook from inside the project, so a
     relative path is resolved against the folder cookiecutter itself is in (the template's, while hooks run)
-    or the shell's."""
+    or the shell's. The same lines as pre_gen_project's: cookiecutter runs each hook alone from a temporary
+    copy, so neither can import the other (a test bakes through both)."""
     given = Path(REPO_DIR)
     candidates = [given] if given.is_absolute() else []
     candidates += [Path(f"/proc/{os.getppid()}/cwd").resolve(strict=False)]  # Linux

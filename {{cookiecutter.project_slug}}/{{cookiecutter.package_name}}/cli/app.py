@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from ..artifacts import StoreUnusable
 from ..artifacts.runs import RunNotFound
 from ..settings import PACKAGE, ConfigError, Settings
-from . import data, models, orchestration, pipeline, recommend, runs, server
+from . import benchmark, data, models, orchestration, pipeline, recommend, runs, server
 from .common import COMMAND, console, err, fail
 
 
@@ -67,7 +67,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 # Groups without a name put their commands at the top level (`run`, `runs`); named ones are subcommands.
-for group in (pipeline.app, runs.app, data.app, recommend.app, orchestration.app):
+for group in (pipeline.app, benchmark.app, runs.app, data.app, recommend.app, orchestration.app):
     app.add_typer(group)
 app.add_typer(models.app, name="models")
 app.add_typer(server.app, name="server")
