@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package_name }}.artifacts import ArtifactStore
-from {{ cookiecutter.package_name }}.artifacts.runs import find_run, list_runs, run_statuses
+from {{ cookiecutter.package_name }}.artifacts.runs import find_run, list_runs, mermaid, run_statuses
 from {{ cookiecutter.package_name }}.cli import app, load_entrypoint
 from {{ cookiecutter.package_name }}.data.leakage import LeakageFound, check_split, ensure_no_leakage
 from {{ cookiecutter.package_name }}.data.split import Split, split
@@ -114,6 +114,9 @@ def test_the_pipeline_refuses_a_leaky_split_and_records_a_clean_one(
     assert (check.train, check.test) == (manifest.artifacts["train"].id, manifest.artifacts["test"].id)
     assert check.cutoff is not None  # the default protocol on timestamped data is temporal
     assert manifest.artifacts["leakage_check"].parents == ["train", "test"]
+    graph, node = mermaid(manifest), manifest.artifacts["leakage_check"].id[:12]
+    assert f'leakage_check["leakage_check<br/>{node}<br/>passed"]' in graph
+    assert "train -->|split| leakage_check" in graph and "test -->|split| leakage_check" in graph
     shown = CliRunner().invoke(
         app, ["lineage", "latest", "--set", f"storage.uri={small_settings.storage.uri}", "--out", "/dev/null"]
     )

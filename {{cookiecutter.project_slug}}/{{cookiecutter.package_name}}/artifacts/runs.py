@@ -205,10 +205,9 @@ def mermaid(manifest: RunManifest) -> str:
     )
     lines.append(f'  inputs["inputs<br/>{label}"]')
     check = manifest.split.leakage
+    verdicts = {"leakage_check": f"<br/>{'passed' if check.passed else 'FAILED'}"} if check else {}
     for name, entry in manifest.artifacts.items():
-        checked = name == "leakage_check" and check is not None
-        verdict = f"<br/>{'passed' if check and check.passed else 'FAILED'}" if checked else ""
-        lines.append(f'  {name}["{name}<br/>{entry.id[:12]}{verdict}"]')
+        lines.append(f'  {name}["{name}<br/>{entry.id[:12]}{verdicts.get(name, "")}"]')
         lines += [f"  {parent} -->|{entry.task}| {name}" for parent in entry.parents]
     return "\n".join(lines) + "\n"
 
