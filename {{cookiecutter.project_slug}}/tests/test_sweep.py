@@ -74,9 +74,12 @@ def test_an_experiment_file_replaces_the_grid_rather_than_adding_to_it(tmp_path:
 def test_sweep_cli_rejects_an_unknown_parameter_before_starting(tmp_path: Path) -> None:
     experiment = tmp_path / "bad.yaml"
     experiment.write_text(yaml.safe_dump({"sweep": {"grid": [{"model": "ease", "params": {"lamda": [1]}}]}}))
+    record = Path(".prefect") / "server.json"  # the project's server, started by commands that run flows
+    before = record.read_bytes() if record.exists() else None
     result = CliRunner().invoke(app, ["sweep", "--config", str(DEFAULT), "--config", str(experiment)])
     assert result.exit_code == 2
     assert "ease has no parameter ['lamda']" in result.output
+    assert (record.read_bytes() if record.exists() else None) == before  # no server started for it
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -133,12 +133,12 @@ def sweep(
 
     sweep_options = {k: v for k, v in {"dask_address": dask_address, "workers": workers}.items() if v}
     settings = load(config, set_, extra={"sweep": sweep_options} if sweep_options else None)
-    run_sweep = load_entrypoint("flows/sweeps.py:run_sweep")
-    where = settings.sweep.dask_address or f"a local Dask cluster of {settings.sweep.workers} workers"
     try:
         count = len(trials(settings.sweep.grid, settings.model))
-    except ValueError as exc:  # an unknown parameter or a value out of range, before anything runs
+    except ValueError as exc:  # an unknown parameter or a value out of range: before any server starts
         fail(str(exc), code=2)
+    run_sweep = load_entrypoint("flows/sweeps.py:run_sweep")
+    where = settings.sweep.dask_address or f"a local Dask cluster of {settings.sweep.workers} workers"
     console.print(f"[bold]{PACKAGE}[/] sweep: {count} trials on {where}")
     state = run_sweep(settings)
     if not state.is_completed():
