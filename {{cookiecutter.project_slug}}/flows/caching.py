@@ -44,12 +44,13 @@ class CodeAndEnvironment(CachePolicy):
         **kwargs: Any,
     ) -> str | None:
         """The part of a task's key that changes with the code or the installed packages."""
-        return f"{_code_version()}:{current_digest(PROJECT_DIR)}"
+        return _code_and_environment()
 
 
 @cache
-def _code_version() -> str:
-    return code_version(PACKAGE_DIR, FLOWS_DIR)
+def _code_and_environment() -> str:
+    # Once per process: neither the sources a process imported nor the packages it runs on change under it.
+    return f"{code_version(PACKAGE_DIR, FLOWS_DIR)}:{current_digest(PROJECT_DIR)}"
 
 
 PIPELINE_CACHE = INPUTS + TASK_SOURCE + CodeAndEnvironment()

@@ -69,9 +69,6 @@ class ServerState:
             return False
 
 
-_HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
-
-
 @contextmanager
 def prefect_api(root: Path | None = None) -> Iterator[str]:
     """The Prefect API URL to use inside the block: the configured one, else the project's server (started
@@ -85,7 +82,8 @@ def prefect_api(root: Path | None = None) -> Iterator[str]:
     # process, and its runs' status files already say when that process is gone (`runs` shows `stopped`);
     # stopping the heartbeat thread costs up to a second at the end of every flow run. A frequency set in the
     # environment is kept. (Runs that `serve` or a worker start are processes of their own, with heartbeats.)
-    in_process = {} if _HEARTBEAT_ENV in os.environ else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    heartbeats = PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+    in_process = {} if heartbeats.name in os.environ else {heartbeats: None}
     configured = PREFECT_API_URL.value()
     if configured:
         with temporary_settings(updates=in_process):

@@ -116,8 +116,9 @@ class DatasetInfo(_Record):
     last_timestamp: int | None = None
 
 
-class LeakageCheck(_Record):
-    """The split's leakage check (`data.leakage`), with the ids (content hashes) of the parts it checked."""
+class LeakageRecord(_Record):
+    """The split's leakage check (`data.leakage.LeakageCheck`), with the ids (content hashes) of the parts it
+    checked."""
 
     passed: bool
     checks: list[dict[str, Any]]  # name, passed, detail
@@ -133,7 +134,7 @@ class SplitInfo(_Record):
     strategy: str
     train_rows: int
     test_rows: int
-    leakage: LeakageCheck | None = None
+    leakage: LeakageRecord | None = None
 
 
 class RunManifest(_Record):
@@ -187,10 +188,10 @@ class PipelineResult(RunManifest):
     after_manifest: dict[str, StepCost] = Field(default_factory=dict)
 
 
-def leakage_record(check: Mapping[str, Any], train_id: str, test_id: str) -> LeakageCheck:
+def leakage_record(check: Mapping[str, Any], train_id: str, test_id: str) -> LeakageRecord:
     """The manifest's record of a split's leakage check (`LeakageCheck.document()` as stored) and the ids of
     the two parts it was run on."""
-    return LeakageCheck(
+    return LeakageRecord(
         passed=check["passed"],
         checks=check["checks"],
         shared_pairs=check["shared_pairs"],
