@@ -4,3 +4,7 @@ Not an installed package: Prefect loads these files by path from the project roo
 (`flows/pipeline.py:pipeline`) on a worker, under `serve` and from the command line alike, so they import
 each other as `flows.<module>` and the core by its package name.
 """
+
+from {{ cookiecutter.package_name }}.processes import quick_exit
+
+quick_exit()  # a flow-run process (under `serve` or a worker) exits without collecting its garbage

@@ -2,10 +2,12 @@
 
 For each batch: write it into the landing zone, emit the new-data event (as `watch` would) and wait for the
 `ingest-and-train/on-new-data` run it triggers; then run `monitor/hourly` (as its schedule would) and, when
-the monitor emitted the drift event, wait for the `retrain/on-drift` run it triggers. What each run did is
-read back from the registry, the quarantine and the monitor's latest result, so the timeline shows outcomes,
-not only states. Needs a Prefect server and `serve` running against it (`served` starts `serve`, and a
-temporary server where no API is configured: the command line configures the project's server).
+the monitor emitted the drift event, wait for the `retrain/on-drift` run it triggers. After a quarantined
+batch the monitor is not run: nothing new landed, so its last check stands (the timeline says so).
+What each run did is read back from the registry, the quarantine and the monitor's latest result, so the
+timeline shows outcomes, not only states. Needs a Prefect server and `serve` running against it
+(`served` starts `serve`, and a temporary server where no API is configured: the command line configures
+the project's server).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings
 from {{ cookiecutter.package_name }}.simulation import Batch
 
 DEPLOYMENTS = ("ingest-and-train/on-new-data", "monitor/hourly", "retrain/on-drift", "retrain/nightly")
+NOTHING_NEW = "nothing new landed: the last check stands"  # the monitor's step after a quarantined batch
+POLL_SECONDS = 0.25  # how often the replay looks at its runs: each of its steps waits for the one before
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,13 @@ def simulate(
             emit_new_data(settings, str(path.resolve()), len(batch.data))
             run = _wait_for_run(client, ids["ingest-and-train/on-new-data"], emitted, timeout)
             record(batch, "ingest+train", run, _ingest_detail(settings, before, quarantined, landing))
+            if len(landing.quarantined()) > quarantined:
+                at = round(time.monotonic() - started, 1)
+                steps.append(Step(at, batch.name, "monitor", "-", "Skipped", NOTHING_NEW))
+                say(steps[-1])
+                continue
 
-            checked = run_deployment(DEPLOYMENTS[1], timeout=timeout, poll_interval=1)
+            checked = run_deployment(DEPLOYMENTS[1], timeout=timeout, poll_interval=POLL_SECONDS)
             latest = json.loads(open_store(settings.storage).read_text(LATEST))
             verdict = "DRIFT: " if latest.get("drifted") else "no drift: "
             record(batch, "monitor", checked, verdict + "; ".join(latest.get("reasons", [])))
@@ -224,7 +233,7 @@ def _wait_for_run(client: Any, deployment_id: UUID, after: datetime, timeout: fl
         )
         if runs and runs[0].state is not None and runs[0].state.is_final():
             return runs[0]
-        time.sleep(1)
+        time.sleep(POLL_SECONDS)
     raise TimeoutError(f"no finished run of deployment {deployment_id} within {timeout:.0f}s")
 
 

@@ -20,7 +20,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+from {{ cookiecutter.package_name }}.processes import quick_exit  # noqa: E402
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings  # noqa: E402
+
+quick_exit()  # a test process (each pytest-xdist worker) ends without collecting its libraries' garbage
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Flows load from the project root, as on a worker (deployments/prefect.yaml): tests run from there too.

@@ -207,11 +207,11 @@ def test_simulate_shows_training_quarantine_and_drift_retrain(
     normal = [step for b in ("00-initial", "01-normal", "03-normal") for step in by_batch[f"{b}.csv"]]
     assert all(state == "Completed" for _, state, _ in normal)
     assert any("promoted to champion" in detail for what, _, detail in normal if what == "ingest+train")
-    # The corrupt batch is quarantined and the champion keeps serving.
+    # The corrupt batch is quarantined, the champion keeps serving, and there is nothing new to monitor.
     ingested, checked = by_batch["02-corrupt.csv"]
     assert ingested[:2] == ["ingest+train", "Failed"] and "quarantined 02-corrupt.csv" in ingested[2]
     assert "champion still v" in ingested[2] and (tmp_path / "quarantine" / "02-corrupt.csv").is_file()
-    assert checked[:2] == ["monitor", "Completed"]
+    assert checked == ["monitor", "Skipped", "nothing new landed: the last check stands"]  # no run for it
     # The shifted batch raises drift, and the drift event starts a retrain that completes.
     whats = [(what, state) for what, state, _ in by_batch["04-shifted.csv"]]
     assert whats == [("ingest+train", "Completed"), ("monitor", "Completed"), ("retrain", "Completed")]

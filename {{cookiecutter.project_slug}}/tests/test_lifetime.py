@@ -250,3 +250,31 @@ def test_a_child_started_to_die_with_its_parent_does(tmp_path: Path) -> None:
     parent.wait()
     _, alive = psutil.wait_procs([child], timeout=5)
     assert not alive
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("entry", [f"{PACKAGE}.cli", "flows"])
+def test_a_command_or_flow_run_process_exits_with_its_status_and_skips_the_last_collections(
+    entry: str,
+) -> None:
+    """`quick_exit`, as the command line and the flows' package set it up: the heap is frozen before the
+    interpreter's teardown, every exit handler still runs and the exit status is the process's own."""
+    code = textwrap.dedent(
+        f"""
+        import atexit, gc, sys
+        atexit.register(lambda: print("frozen:", gc.get_freeze_count() > 0, flush=True))  # runs last
+        import {entry}
+        print("frozen:", gc.get_freeze_count() > 0, flush=True)
+        sys.exit(3)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.split("\n")[:2] == ["frozen: False", "frozen: True"]

@@ -12,7 +12,10 @@ Commands load settings once (`common.load`), call the core or a flow (`runner.lo
 what a command decides lives in the core.
 """
 
+from ..processes import quick_exit
 from .app import app
 from .runner import load_entrypoint
+
+quick_exit()  # a command's process exits without collecting its libraries' garbage
 
 __all__ = ["app", "load_entrypoint"]
