@@ -217,11 +217,11 @@ def _locked(home: Path) -> Iterator[None]:
 @contextmanager
 def _api_url(url: str) -> Iterator[None]:
     """PREFECT_API_URL in the environment and in the settings every thread falls back to."""
-    from prefect.context import refresh_global_settings_context
+    import prefect.context
 
-    before = os.environ.get("PREFECT_API_URL")
+    before, context = os.environ.get("PREFECT_API_URL"), prefect.context.GLOBAL_SETTINGS_CONTEXT
     os.environ["PREFECT_API_URL"] = url
-    refresh_global_settings_context()
+    prefect.context.refresh_global_settings_context()
     try:
         yield
     finally:
@@ -229,7 +229,8 @@ def _api_url(url: str) -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = before
-        refresh_global_settings_context()
+        # The context made from the environment as it was again (rebuilding it reads every setting: 60 ms).
+        prefect.context.GLOBAL_SETTINGS_CONTEXT = context
 
 
 def free_port() -> int:

@@ -81,3 +81,21 @@ def test_a_configured_api_wins(project: Path) -> None:
     assert not (project / ".prefect").exists()  # nothing started
     status = CliRunner().invoke(app, ["server", "status"], env={"PREFECT_API_URL": configured})
     assert f"PREFECT_API_URL is set ({configured})" in status.output
+
+
+def test_the_project_servers_url_is_what_every_thread_reads_inside_the_block_only(project: Path) -> None:
+    import threading
+
+    from prefect.settings import get_current_settings
+
+    api_url = load_entrypoint("flows/server.py:_api_url")
+    url, before = "http://127.0.0.1:9/api", get_current_settings().api.url
+    seen: list[str | None] = []
+    with api_url(url):
+        # A thread of its own does not see the caller's context: it falls back to the global settings.
+        thread = threading.Thread(target=lambda: seen.append(get_current_settings().api.url))
+        thread.start()
+        thread.join()
+        assert os.environ["PREFECT_API_URL"] == url
+    assert seen == [url]
+    assert get_current_settings().api.url == before and "PREFECT_API_URL" not in os.environ
