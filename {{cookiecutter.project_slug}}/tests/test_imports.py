@@ -84,3 +84,31 @@ seen["recommend"] = heavy()
         tmp_path,
     )
     assert seen == {"recommend": ["sqlalchemy"]}
+
+
+def test_a_version_that_has_its_serving_refit_is_not_refit_again_nor_imports_torch(tmp_path: Path) -> None:
+    # What a cached rerun of the champion's run does at its promotion step: the refit is kept.
+    from factories import pipeline_result
+
+    from {{ cookiecutter.package_name }}.artifacts.registry import open_registry
+    from {{ cookiecutter.package_name }}.settings import RegistryConfig, StorageConfig
+
+    storage = StorageConfig(uri=str(tmp_path / "artifacts"))
+    registry = open_registry(RegistryConfig(), storage)
+    version = registry.register(pipeline_result("a"), "run a").version
+    entry = {"model": {"id": "refit", "uri": "objects/re/refit.safetensors", "kind": "x", "size": 1}}
+    registry.set_serving(version, entry)
+    seen = _probe(
+        f"""
+from {PACKAGE}.artifacts import open_store
+from {PACKAGE}.artifacts.registry import open_registry
+from {PACKAGE}.serving import refit_for_serving
+from {PACKAGE}.settings import RegistryConfig, StorageConfig
+storage = StorageConfig(uri={storage.uri!r})
+kept = refit_for_serving(open_registry(RegistryConfig(), storage), open_store(storage), {version}, "run b")
+seen["kept"] = [kept[0]["model"]["id"], str(kept[1])]
+seen["imported"] = heavy()
+""",
+        tmp_path,
+    )
+    assert seen == {"kept": ["refit", "False"], "imported": ["sqlalchemy"]}

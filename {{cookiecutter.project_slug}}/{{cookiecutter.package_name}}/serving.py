@@ -78,13 +78,13 @@ def refit_for_serving(
     model's own hyperparameters (see `training.refit`), so the refit is reproducible from the registry.
     The entry also holds the refit's top table (`stored_recommendations` reads it).
     """
+    held = registry.get(version)
+    if held.serving is not None:  # a rerun of a champion's run: it imports neither torch nor training
+        return held.serving, False
     import torch
 
     from . import training  # the refit only: `recommend` loads this module and needs none of training
 
-    held = registry.get(version)
-    if held.serving is not None:
-        return held.serving, False
     manifest = read_manifest(json.loads(store.read_text(f"runs/{held.run_id}/{runs.MANIFEST_NAME}")))
     cfg = ModelConfig.model_validate(manifest.config["model"])
     seed, threads = manifest.seed, manifest.environment.torch.threads

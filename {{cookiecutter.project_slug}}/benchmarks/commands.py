@@ -1,0 +1,92 @@
+"""How long the everyday commands take as a user runs them: `run` first and cached, `recommend`, `simulate`.
+
+    python benchmarks/commands.py [--data DIR] [--repeats 3] [--simulate]
+
+Each command is this project's command line in a process of its own (`python -m` the package), from the
+project root, against the project's Prefect server, which is started (or found running) before anything is
+timed. Data: MovieLens 100K from `--data` or $ML100K_DIR (the synthetic data when neither is given).
+
+Per repeat, in a fresh temporary store: the first `run`, then two cached reruns (each must report its five
+steps cached), each rerun's seconds as a fraction of the first's; then `recommend --user` from that run's
+model as champion (made so by `models promote`, untimed, when the judge kept it out), answered from the
+refit's stored top table. `--simulate` adds one `simulate` (synthetic data, its own temporary store and
+landing zone). The 1-minute load average is printed beside each figure: on a shared machine it says how
+much the figure was disturbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+COMMAND = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
+
+
+def timed(*args: str) -> tuple[float, str]:
+    """Seconds one command took, and its output; a failing command stops the benchmark."""
+    started = time.perf_counter()
+    done = subprocess.run([*COMMAND, *args], cwd=PROJECT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return seconds, done.stdout
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def runs(data: list[str], repeats: int) -> None:
+    ratios: list[float] = []
+    for repeat in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            # A dataset name of its own: the version `models promote` makes champion is of that dataset.
+            store = ["--set", f"storage.uri={tmp}/store", "--set", "data.name=benchmark"]
+            first, made = timed("run", *data, *store)
+            print(f"run {repeat + 1}: first {first:.2f} s ({load()})")
+            for _ in range(2):
+                again, out = timed("run", *data, *store)
+                if "1 ran, 5 cached" not in out:
+                    sys.exit(f"the rerun was not cached:\n{out}")
+                ratios.append(again / first)
+                print(f"    cached {again:.2f} s, {again / first:.2f} of the first ({load()})")
+            if "not promoted" in made:
+                timed("models", "promote", "1", "--reason", "benchmark", *store)
+            for _ in range(2):
+                seconds, _ = timed("recommend", "--user", "42", "-k", "10", *data, *store)
+                print(f"    recommend --user 42 -k 10: {seconds:.2f} s ({load()})")
+    low, high = min(ratios), max(ratios)
+    print(f"cached / first: median {statistics.median(ratios):.2f}, from {low:.2f} to {high:.2f}")
+
+
+def simulate() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        places = [f"storage.uri={tmp}/store", f"ingest.landing={tmp}/landing", f"ingest.quarantine={tmp}/q"]
+        seconds, out = timed("simulate", *(a for place in places for a in ("--set", place)))
+    print(f"simulate (synthetic data): {seconds:.1f} s ({load()})")
+    print(out[out.rfind("timeline") :].rstrip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("ML100K_DIR"), help="a folder holding u.data")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--simulate", action="store_true", help="also time one `simulate`")
+    args = parser.parse_args()
+    data = ["--source", "movielens", "--path", args.data] if args.data else ["--source", "synthetic"]
+    print(f"data: {'MovieLens 100K' if args.data else 'synthetic'}; {os.cpu_count()} cores")
+    timed("server", "start")  # a cold server start is not a command's cost once the project's server runs
+    runs(data, args.repeats)
+    if args.simulate:
+        simulate()
+
+
+if __name__ == "__main__":
+    main()
