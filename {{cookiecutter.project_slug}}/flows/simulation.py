@@ -70,9 +70,10 @@ def simulate(
     steps: list[Step] = []
 
     def record(batch: Batch, what: str, run: Any, detail: str) -> None:
-        step = Step(round(time.monotonic() - started, 1), batch.name, what, run.name, run.state.name, detail)
-        steps.append(step)
-        say(step)
+        """A step of the timeline: what `run` did (None: no run was started for it)."""
+        name, state = (run.name, run.state.name) if run is not None else ("-", "Skipped")
+        steps.append(Step(round(time.monotonic() - started, 1), batch.name, what, name, state, detail))
+        say(steps[-1])
 
     with get_client(sync_client=True) as client:
         ids = {name: client.read_deployment_by_name(name).id for name in DEPLOYMENTS}
@@ -88,9 +89,7 @@ def simulate(
             run = _wait_for_run(client, ids["ingest-and-train/on-new-data"], emitted, timeout)
             record(batch, "ingest+train", run, _ingest_detail(settings, before, quarantined, landing))
             if len(landing.quarantined()) > quarantined:
-                at = round(time.monotonic() - started, 1)
-                steps.append(Step(at, batch.name, "monitor", "-", "Skipped", NOTHING_NEW))
-                say(steps[-1])
+                record(batch, "monitor", None, NOTHING_NEW)
                 continue
 
             checked = run_deployment(DEPLOYMENTS[1], timeout=timeout, poll_interval=POLL_SECONDS)
