@@ -13,8 +13,12 @@ such as `flows/retrain.py:retrain`), as prefect.yaml does, so `serve` must be st
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
 from typing import Any
 
+from prefect import Flow
 from prefect.events import DeploymentEventTrigger, emit_event
 from prefect.schedules import Cron
 
@@ -37,53 +41,132 @@ def emit_new_data(settings: Settings, path: str, size: int) -> None:
     )
 
 
-def build_deployments(settings: Settings, parameters: dict[str, Any]) -> list[Any]:
-    """The four deployments; `parameters` carries the settings (`config` or `config_files`) to every run."""
+Served = tuple[Flow[Any, Any], dict[str, Any]]  # a flow and the options that make it a deployment
+
+
+def deployment_options(settings: Settings, parameters: dict[str, Any]) -> list[Served]:
+    """The four deployments, each a flow and its options (`Flow.to_deployment`'s, which `Runner.add_flow`
+    takes too); `parameters` carries the settings (`config` or `config_files`) to every run."""
     deploy = settings.deploy
-    # File-path entrypoints relative to the project root, as in prefect.yaml (the default type).
     return [
-        retrain.to_deployment(
-            name="nightly",
-            schedules=[Cron(deploy.pipeline_cron, timezone="UTC")],
-            parameters={**parameters, "reason": "schedule"},
+        (
+            retrain,
+            {
+                "name": "nightly",
+                "schedules": [Cron(deploy.pipeline_cron, timezone="UTC")],
+                "parameters": {**parameters, "reason": "schedule"},
+            },
         ),
-        monitor.to_deployment(
-            name="hourly",
-            schedules=[Cron(deploy.monitor_cron, timezone="UTC")],
-            parameters=parameters,
+        (
+            monitor,
+            {
+                "name": "hourly",
+                "schedules": [Cron(deploy.monitor_cron, timezone="UTC")],
+                "parameters": parameters,
+            },
         ),
-        ingest_and_train.to_deployment(
-            name="on-new-data",
-            triggers=[
-                DeploymentEventTrigger(
-                    name=f"{PACKAGE}-on-new-data",
-                    expect={deploy.new_data_event},
-                    match={"prefect.resource.id": f"{LANDING_RESOURCE}.*"},
-                    parameters={**parameters, "path": _EVENT_PATH},
-                )
-            ],
+        (
+            ingest_and_train,
+            {
+                "name": "on-new-data",
+                "triggers": [
+                    DeploymentEventTrigger(
+                        name=f"{PACKAGE}-on-new-data",
+                        expect={deploy.new_data_event},
+                        match={"prefect.resource.id": f"{LANDING_RESOURCE}.*"},
+                        parameters={**parameters, "path": _EVENT_PATH},
+                    )
+                ],
+            },
         ),
-        retrain.to_deployment(
-            name="on-drift",
-            triggers=[
-                DeploymentEventTrigger(
-                    name=f"{PACKAGE}-on-drift",
-                    expect={deploy.drift_event},
-                    match={"prefect.resource.id": DATASET_RESOURCE},
-                    parameters={**parameters, "reason": "drift"},
-                )
-            ],
+        (
+            retrain,
+            {
+                "name": "on-drift",
+                "triggers": [
+                    DeploymentEventTrigger(
+                        name=f"{PACKAGE}-on-drift",
+                        expect={deploy.drift_event},
+                        match={"prefect.resource.id": DATASET_RESOURCE},
+                        parameters={**parameters, "reason": "drift"},
+                    )
+                ],
+            },
         ),
     ]
 
 
-def serve_all(settings: Settings, parameters: dict[str, Any]) -> None:
-    """Serve every deployment from this process until interrupted (needs a Prefect server)."""
-    from prefect import serve
+def build_deployments(settings: Settings, parameters: dict[str, Any]) -> list[Any]:
+    """The four deployments as Prefect declares them (file-path entrypoints from the project root, as in
+    prefect.yaml)."""
+    return [flow_.to_deployment(**options) for flow_, options in deployment_options(settings, parameters)]
 
+
+def serve_all(settings: Settings, parameters: dict[str, Any]) -> None:
+    """Serve every deployment from this process until interrupted (needs a Prefect server).
+
+    The flows are given to Prefect's runner as objects (`Runner.add_flow`, as `Flow.serve` does), so that it
+    starts each run from them in a new process, which `_fork_runs_warm` makes a fork of a process that
+    imported everything already; deployments given by entrypoint would start `python -m prefect.engine`
+    and import it all again for each run. The code a run executes is the code `serve` started with.
+    """
+    import asyncio
+
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
+    from prefect.settings import PREFECT_API_URL
+
+    _fork_runs_warm()
     # Look for due runs twice a second (Prefect's default, 10 s, adds up to 10 s before a run starts); a
     # poll is one small query. A run due while the previous one's process exits waits for the next poll.
-    serve(*build_deployments(settings, parameters), limit=1, query_seconds=0.5)
+    runner = Runner(limit=1, query_seconds=0.5)
+    served = []
+    for flow_, options in deployment_options(settings, parameters):
+        runner.add_flow(flow_, **options)
+        served.append(f"{flow_.name}/{options['name']}")
+    print(f"Serving {', '.join(served)} on this machine for {PREFECT_API_URL.value()}; Ctrl+C stops")
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
+        print("serve: stopped")
+
+
+def _fork_runs_warm() -> None:
+    """Start this process's flow runs from a fork server that imported their libraries (flows/warm.py).
+
+    Prefect starts a served flow's run with `multiprocessing.get_context("spawn")` (prefect.flow_engine's
+    `run_flow_in_subprocess`); that module is given a `multiprocessing` whose contexts are all the fork
+    server. Where there is none (Windows), runs are spawned as before. The fork server starts now, in the
+    background, so the first run finds it warm; code changed under `flows/` is taken up by a new `serve`.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return
+    import prefect.flow_engine
+
+    forkserver = multiprocessing.get_context("forkserver")
+    forkserver.set_forkserver_preload(["flows.warm"])
+    prefect.flow_engine.multiprocessing = _OneContext(forkserver)  # type: ignore[assignment]
+    # Its first child starts the fork server, which then imports for ~10 s: here, not in the first run.
+    threading.Thread(target=_first_fork, args=(forkserver,), name="forkserver", daemon=True).start()
+
+
+class _OneContext:
+    """`multiprocessing`, except that every start method asked for is `context`."""
+
+    def __init__(self, context: multiprocessing.context.BaseContext) -> None:
+        self._context = context
+
+    def get_context(self, method: str | None = None) -> multiprocessing.context.BaseContext:
+        return self._context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(multiprocessing, name)
+
+
+def _first_fork(context: multiprocessing.context.ForkServerContext) -> None:
+    child = context.Process(target=os.getpid)
+    child.start()
+    child.join()
 
 
 def _resource_name(path: str) -> str:

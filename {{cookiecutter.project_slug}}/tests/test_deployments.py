@@ -396,3 +396,45 @@ def test_new_data_event_trains_and_drift_event_retrains(tmp_path: Path) -> None:
     assert second.config["split"]["test_fraction"] == 0.2
     assert retrained.config["split"]["test_fraction"] == 0.1
     assert retrained.dataset.id == second.dataset.id != first.dataset.id
+
+
+WARM_PROBE = """
+import json, os, sys
+from prefect import flow
+from prefect.flow_engine import run_flow_in_subprocess
+from prefect.runtime import flow_run
+from flows.schedule import _fork_runs_warm
+
+@flow
+def probe(out: str) -> None:
+    heavy = [m for m in ("great_expectations", "torch", "evidently") if m in sys.modules]
+    seen = {"pid": os.getpid(), "parent": os.getppid(), "run": flow_run.get_id(), "imported": heavy}
+    with open(out, "w") as file:
+        json.dump(seen, file)
+
+_fork_runs_warm()
+process = run_flow_in_subprocess(probe, parameters={"out": sys.argv[1]})  # as `serve` starts a run
+process.join()
+print(json.dumps({"exitcode": process.exitcode, "serve": os.getpid()}))
+"""
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_served_runs_start_forked_from_a_process_that_imported_their_libraries(tmp_path: Path) -> None:
+    """`serve` has Prefect start its runs from the fork server preloaded with flows/warm.py: a run begins
+    with GX, torch and Evidently imported (a flow file alone imports none of them, test_imports.py), in a
+    process of its own that is not a child of `serve`, and reports to the server as any run does."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    out = tmp_path / "seen.json"
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_PROBE, str(out)],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3_000:]
+    started = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = json.loads(out.read_text())
+    assert started["exitcode"] == 0
+    assert seen["imported"] == ["great_expectations", "torch", "evidently"]
+    assert seen["pid"] != started["serve"] and seen["parent"] != started["serve"]  # forked by the fork server
+    assert seen["run"] is not None
