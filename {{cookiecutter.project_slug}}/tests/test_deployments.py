@@ -389,6 +389,8 @@ def test_new_data_event_trains_and_drift_event_retrains(tmp_path: Path) -> None:
         run = _wait_for_run(client, on_drift, emitted, timeout=300)
         assert run.state.is_completed(), (run.state.message, (logs / "serve.log").read_text()[-3_000:])
         assert run.parameters["reason"] == "drift"
+        # Runs started from the flows `serve` holds, forked warm, not a new interpreter loading the flow file.
+        assert "Downloading flow code from storage" not in (logs / "serve.log").read_text()
     assert len(open_registry(settings.registry, settings.storage).versions()) == 3
     first, second, retrained = list_runs(store)
     assert [r.tags["trigger"] for r in (first, second, retrained)] == ["new-data", "new-data", "drift"]
