@@ -10,19 +10,22 @@ Per repeat, in a fresh temporary store: the first `run`, then two cached reruns 
 steps cached), each rerun's seconds as a fraction of the first's; then `recommend --user` from that run's
 model as champion (made so by `models promote`, untimed, when the judge kept it out), answered from the
 refit's stored top table. `--simulate` adds one `simulate` (synthetic data, its own temporary store and
-landing zone). The 1-minute load average is printed beside each figure: on a shared machine it says how
-much the figure was disturbed.
+landing zone) and how long `serve` took to start each of its runs (created to Running, read from the API);
+`--repeats 0 --simulate` times that alone. The 1-minute load average is printed beside each figure: on a
+shared machine it says how much the figure was disturbed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -67,11 +70,33 @@ def runs(data: list[str], repeats: int) -> None:
 
 
 def simulate() -> None:
+    began = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
         places = [f"storage.uri={tmp}/store", f"ingest.landing={tmp}/landing", f"ingest.quarantine={tmp}/q"]
         seconds, out = timed("simulate", *(a for place in places for a in ("--set", place)))
     print(f"simulate (synthetic data): {seconds:.1f} s ({load()})")
     print(out[out.rfind("timeline") :].rstrip())
+    waits = start_waits(json.loads(timed("server", "status", "--json")[1])["url"], began)
+    print(
+        f"serve: {len(waits)} deployment runs from created to Running: median"
+        f" {statistics.median(waits):.2f} s, from {min(waits):.2f} to {max(waits):.2f} s"
+    )
+
+
+def start_waits(url: str, since: datetime) -> list[float]:
+    """Seconds from created to Running of the deployments' runs created after `since` (subflows excluded)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas import filters
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=filters.FlowRunFilter(
+                start_time=filters.FlowRunFilterStartTime(after_=since),
+                deployment_id=filters.FlowRunFilterDeploymentId(is_null_=False),
+            )
+        )
+    return sorted((r.start_time - r.created).total_seconds() for r in runs if r.start_time and r.created)
 
 
 def main() -> None:
@@ -83,7 +108,8 @@ def main() -> None:
     data = ["--source", "movielens", "--path", args.data] if args.data else ["--source", "synthetic"]
     print(f"data: {'MovieLens 100K' if args.data else 'synthetic'}; {os.cpu_count()} cores")
     timed("server", "start")  # a cold server start is not a command's cost once the project's server runs
-    runs(data, args.repeats)
+    if args.repeats > 0:
+        runs(data, args.repeats)
     if args.simulate:
         simulate()
 

@@ -6,9 +6,10 @@ declares the same for a work pool (tests/test_deployments.py proves the two agre
 - `on-new-data`  ingest + pipeline, triggered by `deploy.new_data_event` (emitted by `watch`);
 - `on-drift`     retrain, triggered by `deploy.drift_event` (emitted by `monitor`).
 
-`serve_all` runs all four on this machine, one flow run at a time: ingests move the current-snapshot pointer
-and must not interleave. Deployments point at their flows by file path from the project root (entrypoints
-such as `flows/retrain.py:retrain`), as prefect.yaml does, so `serve` must be started from there.
+`serve_all` runs all four on this machine, one flow run at a time (ingests move the current-snapshot pointer
+and must not interleave), each run forked from a process that imported its libraries already. Deployments
+point at their flows by file path from the project root (entrypoints such as `flows/retrain.py:retrain`), as
+prefect.yaml does, so `serve` must be started from there.
 """
 
 from __future__ import annotations

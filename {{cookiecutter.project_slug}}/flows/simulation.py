@@ -41,6 +41,7 @@ from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings
 from {{ cookiecutter.package_name }}.simulation import Batch
 
 DEPLOYMENTS = ("ingest-and-train/on-new-data", "monitor/hourly", "retrain/on-drift", "retrain/nightly")
+AUTOMATIONS = (f"{PACKAGE}-on-new-data", f"{PACKAGE}-on-drift")  # the triggers' names (flows/schedule.py)
 NOTHING_NEW = "nothing new landed: the last check stands"  # the monitor's step after a quarantined batch
 POLL_SECONDS = 0.25  # how often the replay looks at its runs: each of its steps waits for the one before
 
@@ -151,6 +152,8 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
         config = scratch / "config.yaml"  # what the served runs use (secrets stay in the environment)
         config.write_text(yaml.safe_dump(settings.resolved()))
         log("serving the deployments")
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            stale = _automation_ids()  # a previous `serve`'s, on a reused server: this one replaces them
         processes.append(
             _spawn(
                 [sys.executable, "-m", PACKAGE, "serve", "--config", str(config)],
@@ -161,7 +164,7 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
         )
         with temporary_settings(updates={PREFECT_API_URL: url}):
             try:
-                _wait_served(timeout=120, server=processes[-1])
+                _wait_served(timeout=120, server=processes[-1], stale=stale)
                 yield url
             finally:
                 # Deliver the events this process emitted while the server still runs, and retire the
@@ -271,8 +274,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def _wait_served(timeout: float, server: subprocess.Popen[bytes]) -> None:
-    """Until every deployment and both event automations exist on the server."""
+def _automation_ids() -> set[UUID]:
+    """The event automations of the served deployments now on the server (none on a new server)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return {a.id for name in AUTOMATIONS for a in client.read_automations_by_name(name)}
+
+
+def _wait_served(timeout: float, server: subprocess.Popen[bytes], stale: set[UUID]) -> None:
+    """Until every deployment exists and both event automations are this `serve`'s.
+
+    Serving a deployment replaces its automations (deleted, then made again with this run's parameters), so
+    an automation whose id is in `stale` (read before `serve` started) would still start runs with the
+    previous `serve`'s settings: a batch announced then would be looked for in another landing zone.
+    """
     from prefect.client.orchestration import get_client
 
     deadline = time.monotonic() + timeout
@@ -283,11 +299,10 @@ def _wait_served(timeout: float, server: subprocess.Popen[bytes]) -> None:
             try:
                 for name in DEPLOYMENTS:
                     client.read_deployment_by_name(name)
-                if all(
-                    client.read_automations_by_name(f"{PACKAGE}-{a}") for a in ("on-new-data", "on-drift")
-                ):
+                current = [client.read_automations_by_name(name) for name in AUTOMATIONS]
+                if all(found and not {a.id for a in found} & stale for found in current):
                     return
             except Exception:  # not there yet (ObjectNotFound) or the server still starting
                 pass
-            time.sleep(1)
+            time.sleep(0.25)
     raise TimeoutError(f"the deployments were not served within {timeout:.0f}s")

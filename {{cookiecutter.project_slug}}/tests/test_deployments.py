@@ -400,6 +400,32 @@ def test_new_data_event_trains_and_drift_event_retrains(tmp_path: Path) -> None:
     assert retrained.dataset.id == second.dataset.id != first.dataset.id
 
 
+@pytest.mark.e2e
+@pytest.mark.usefixtures("prefect_server")
+def test_a_second_serve_on_the_same_server_runs_with_its_own_settings(tmp_path: Path) -> None:
+    """A `serve` that ended leaves its deployments and automations on the server; the next `serve` (as a
+    second `simulate` on the project's server) replaces them, and `served` yields only after it has: a batch
+    announced at once is taken in with the new settings, not looked for in the old landing zone."""
+    from prefect.client.orchestration import get_client
+
+    emit_new_data = load_entrypoint("flows/schedule.py:emit_new_data")
+    before, after = _settings(tmp_path / "before"), _settings(tmp_path / "after")
+    with served(before, PROJECT_ROOT, lambda _: None, tmp_path / "before" / "logs"):
+        pass
+    landing = Path(after.ingest.landing)
+    landing.mkdir(parents=True)
+    EVENTS.write_csv(landing / "first.csv")
+    logs = tmp_path / "after" / "logs"
+    with served(after, PROJECT_ROOT, lambda _: None, logs), get_client(sync_client=True) as client:
+        emitted = datetime.now(UTC)
+        emit_new_data(after, str((landing / "first.csv").resolve()), (landing / "first.csv").stat().st_size)
+        on_new_data = client.read_deployment_by_name("ingest-and-train/on-new-data").id
+        run = _wait_for_run(client, on_new_data, emitted, timeout=300)
+        assert run.state.is_completed(), (run.state.message, (logs / "serve.log").read_text()[-3_000:])
+    assert run.parameters["config"]["ingest"]["landing"] == str(after.ingest.landing)
+    assert current_snapshot(open_store(after.storage))["rows"] == 6_000
+
+
 WARM_PROBE = """
 import json, os, sys
 from prefect import flow
