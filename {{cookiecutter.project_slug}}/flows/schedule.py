@@ -48,53 +48,38 @@ Served = tuple[Flow[Any, Any], dict[str, Any]]  # a flow and the options that ma
 def deployment_options(settings: Settings, parameters: dict[str, Any]) -> list[Served]:
     """The four deployments, each a flow and its options (`Flow.to_deployment`'s, which `Runner.add_flow`
     takes too); `parameters` carries the settings (`config` or `config_files`) to every run."""
-    deploy = settings.deploy
+    deploy, landed = settings.deploy, f"{LANDING_RESOURCE}.*"
     return [
-        (
-            retrain,
-            {
-                "name": "nightly",
-                "schedules": [Cron(deploy.pipeline_cron, timezone="UTC")],
-                "parameters": {**parameters, "reason": "schedule"},
-            },
-        ),
-        (
-            monitor,
-            {
-                "name": "hourly",
-                "schedules": [Cron(deploy.monitor_cron, timezone="UTC")],
-                "parameters": parameters,
-            },
-        ),
+        (retrain, _on_schedule("nightly", deploy.pipeline_cron, {**parameters, "reason": "schedule"})),
+        (monitor, _on_schedule("hourly", deploy.monitor_cron, parameters)),
         (
             ingest_and_train,
-            {
-                "name": "on-new-data",
-                "triggers": [
-                    DeploymentEventTrigger(
-                        name=f"{PACKAGE}-on-new-data",
-                        expect={deploy.new_data_event},
-                        match={"prefect.resource.id": f"{LANDING_RESOURCE}.*"},
-                        parameters={**parameters, "path": _EVENT_PATH},
-                    )
-                ],
-            },
+            _on_event("on-new-data", deploy.new_data_event, landed, {**parameters, "path": _EVENT_PATH}),
         ),
         (
             retrain,
-            {
-                "name": "on-drift",
-                "triggers": [
-                    DeploymentEventTrigger(
-                        name=f"{PACKAGE}-on-drift",
-                        expect={deploy.drift_event},
-                        match={"prefect.resource.id": DATASET_RESOURCE},
-                        parameters={**parameters, "reason": "drift"},
-                    )
-                ],
-            },
+            _on_event("on-drift", deploy.drift_event, DATASET_RESOURCE, {**parameters, "reason": "drift"}),
         ),
     ]
+
+
+def automation_name(deployment: str) -> str:
+    """The name of the automation that starts an event-triggered deployment's runs."""
+    return f"{PACKAGE}-{deployment}"
+
+
+def _on_schedule(name: str, cron: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "schedules": [Cron(cron, timezone="UTC")], "parameters": parameters}
+
+
+def _on_event(name: str, event: str, resource: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    trigger = DeploymentEventTrigger(
+        name=automation_name(name),
+        expect={event},
+        match={"prefect.resource.id": resource},
+        parameters=parameters,
+    )
+    return {"name": name, "triggers": [trigger]}
 
 
 def build_deployments(settings: Settings, parameters: dict[str, Any]) -> list[Any]:

@@ -31,7 +31,7 @@ from uuid import UUID
 import yaml
 
 from flows.monitoring import LATEST
-from flows.schedule import emit_new_data
+from flows.schedule import automation_name, emit_new_data
 from flows.server import free_port, wait_healthy
 from {{ cookiecutter.package_name }}.artifacts import open_store
 from {{ cookiecutter.package_name }}.artifacts.landing import LandingZone
@@ -41,7 +41,7 @@ from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings
 from {{ cookiecutter.package_name }}.simulation import Batch
 
 DEPLOYMENTS = ("ingest-and-train/on-new-data", "monitor/hourly", "retrain/on-drift", "retrain/nightly")
-AUTOMATIONS = (f"{PACKAGE}-on-new-data", f"{PACKAGE}-on-drift")  # the triggers' names (flows/schedule.py)
+AUTOMATIONS = (automation_name("on-new-data"), automation_name("on-drift"))
 NOTHING_NEW = "nothing new landed: the last check stands"  # the monitor's step after a quarantined batch
 POLL_SECONDS = 0.25  # how often the replay looks at its runs: each of its steps waits for the one before
 
