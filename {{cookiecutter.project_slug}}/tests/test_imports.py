@@ -76,6 +76,25 @@ for path in {files!r}:
     assert all("prefect" in found for path, found in seen.items() if path != "flows/__init__.py")
 
 
+def test_seeding_turns_on_deterministic_kernels_without_loading_the_compiler(tmp_path: Path) -> None:
+    # torch.use_deterministic_algorithms imports torch._dynamo (1.6 s) for torch.compile's copy of the flag;
+    # training sets the kernels' flag alone, and the public one where the compiler is already loaded.
+    seen = _probe(
+        f"""
+import torch
+from {PACKAGE}.training import seed_everything
+seed_everything(0)
+seen["alone"] = [torch.are_deterministic_algorithms_enabled(), "torch._dynamo" in sys.modules]
+torch.use_deterministic_algorithms(False)
+import torch._inductor.config as compiler
+seed_everything(0)
+seen["compiler"] = [torch.are_deterministic_algorithms_enabled(), compiler.deterministic]
+""",
+        tmp_path,
+    )
+    assert seen == {"alone": [True, False], "compiler": [True, True]}
+
+
 def test_recommend_imports_neither_torch_nor_prefect(tmp_path: Path) -> None:
     seen = _probe(
         f"""
