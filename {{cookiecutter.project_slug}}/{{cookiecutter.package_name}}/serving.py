@@ -153,6 +153,8 @@ def recommend_users(model: Recommender, users: list[int], k: int) -> tuple[pl.Da
     known = model.recommend(users, k)
     index = model.vocabulary.user_index(users) if model.vocabulary is not None else [-1] * len(users)
     unknown = list(dict.fromkeys(u for u, i in zip(users, index, strict=True) if i < 0))
+    if not unknown and len(set(users)) == len(users):
+        return known, unknown  # the model's rows are already in the users' order, each user's by rank
     popular = most_popular(model, k)
     fallback = [popular.select(pl.lit(u, dtype=pl.Int64).alias("user_id"), pl.all()) for u in unknown]
     frame = pl.concat([known, *fallback]) if fallback else known
