@@ -235,9 +235,11 @@ def test_run_killed_during_training_leaves_no_partial_artifact_and_the_next_run_
     from {{ cookiecutter.package_name }}.models import Recommender
 
     store, checkpoints = tmp_path / "artifacts", tmp_path / "checkpoints"
+    # 25 epochs: the kill comes after the first checkpoint, 24 epochs before the end (the return code says
+    # whether it did), and the rerun trains them all.
     args = [
         "run", "--config", str(PROJECT_ROOT / "configs" / "default.yaml"), "--model", "bpr",
-        "--set", "data.synthetic.n_interactions=20000", "--set", "model.bpr.epochs=80",
+        "--set", "data.synthetic.n_interactions=20000", "--set", "model.bpr.epochs=25",
         "--set", "training.checkpoint_every=1", "--set", f"training.checkpoint_dir={checkpoints}",
         "--set", f"storage.uri={store}",
     ]  # fmt: skip
