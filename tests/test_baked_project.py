@@ -1,5 +1,6 @@
 """Bake projects and run their own test suites, as their users would (`make test` in the project: pytest in
-parallel, `-n 4 --dist loadgroup`; here with the template's virtualenv, which holds the same pinned set).
+parallel, `-n 4 --dist loadgroup`; here with the template's virtualenv, which holds the same pinned set, and
+with fewer worker processes each, since the two suites run at once: see DEFAULT_WORKERS).
 
 The default answers run the whole suite, every tier (unit, flow, e2e, postgres; the project's README,
 "Tests"). The bake with different answers on every choice runs the tiers those answers can change, unit and
