@@ -37,8 +37,8 @@ demo: $(BIN)/cookiecutter  ## Bake a project with the default answers, install i
 	$(MAKE) -C $(DEMO) setup run
 	@echo "The demo project is in $(DEMO): cd there and try 'make test' or '.venv/bin/my_recommender --help'."
 
-test: setup  ## Run the whole test suite (template tests and the baked projects' own suites), two at a time
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+test: setup  ## Run the whole test suite (template tests and the baked projects' own suites), three at a time
+	$(BIN)/python -m pytest -n 3 --dist loadgroup
 
 lint: setup  ## Lint the template's own code
 	$(BIN)/ruff check --config pyproject.toml .

@@ -74,6 +74,6 @@ def ml100k_dir() -> Path | None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The baked projects' suites first: under `make test`'s two processes each starts one at once, and the
-    quick tests fill in around them (`--dist loadgroup` hands tests out one at a time, in this order)."""
+    """The baked projects' suites first: under `make test`'s three processes two start one each at once, and
+    the quick tests fill in beside them (`--dist loadgroup` hands tests out one at a time, in this order)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
