@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import yaml
@@ -39,6 +39,9 @@ from {{ cookiecutter.package_name }}.artifacts.registry import CHAMPION, open_re
 from {{ cookiecutter.package_name }}.processes import dies_with_parent
 from {{ cookiecutter.package_name }}.settings import PACKAGE, Settings
 from {{ cookiecutter.package_name }}.simulation import Batch
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
 
 DEPLOYMENTS = ("ingest-and-train/on-new-data", "monitor/hourly", "retrain/on-drift", "retrain/nightly")
 AUTOMATIONS = (automation_name("on-new-data"), automation_name("on-drift"))
@@ -117,6 +120,7 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
 
     Yields the API URL; stops what it started, the serving process first. Their output goes to `log_dir`.
     """
+    from prefect.client.orchestration import get_client
     from prefect.events.worker import EventsWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -152,8 +156,9 @@ def served(settings: Settings, project_dir: Path, log: Callable[[str], None], lo
         config = scratch / "config.yaml"  # what the served runs use (secrets stay in the environment)
         config.write_text(yaml.safe_dump(settings.resolved()))
         log("serving the deployments")
-        with temporary_settings(updates={PREFECT_API_URL: url}):
-            stale = _automation_ids()  # a previous `serve`'s, on a reused server: this one replaces them
+        with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
+            # A previous `serve`'s, on a reused server: this one replaces them.
+            stale = set().union(*_automation_ids(client))
         processes.append(
             _spawn(
                 [sys.executable, "-m", PACKAGE, "serve", "--config", str(config)],
@@ -274,12 +279,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def _automation_ids() -> set[UUID]:
-    """The event automations of the served deployments now on the server (none on a new server)."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return {a.id for name in AUTOMATIONS for a in client.read_automations_by_name(name)}
+def _automation_ids(client: SyncPrefectClient) -> list[set[UUID]]:
+    """The ids of each served deployment's event automation now on the server (empty on a new server)."""
+    return [{a.id for a in client.read_automations_by_name(name)} for name in AUTOMATIONS]
 
 
 def _wait_served(timeout: float, server: subprocess.Popen[bytes], stale: set[UUID]) -> None:
@@ -299,8 +301,7 @@ def _wait_served(timeout: float, server: subprocess.Popen[bytes], stale: set[UUI
             try:
                 for name in DEPLOYMENTS:
                     client.read_deployment_by_name(name)
-                current = [client.read_automations_by_name(name) for name in AUTOMATIONS]
-                if all(found and not {a.id for a in found} & stale for found in current):
+                if all(ids and not ids & stale for ids in _automation_ids(client)):
                     return
             except Exception:  # not there yet (ObjectNotFound) or the server still starting
                 pass
