@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }} import launch  # the standard library only
+
 # Before anything imports Prefect/GX/Evidently: a private Prefect home and no telemetry from a test run.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# The warm processes that the commands tests start leave (launch.py: one per project directory and
+# environment) end a minute after their last command, and with the session (`_stop_warm_processes`).
+os.environ.setdefault(launch.IDLE, "60")
 
 from {{ cookiecutter.package_name }}.processes import quick_exit  # noqa: E402
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings  # noqa: E402
@@ -28,6 +33,19 @@ quick_exit()  # a test process (each pytest-xdist worker) ends without collectin
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Flows load from the project root, as on a worker (deployments/prefect.yaml): tests run from there too.
 os.chdir(PROJECT_ROOT)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_warm_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the session, the warm processes serving this session's projects: its temporary
+    directories and the project root (each pytest-xdist worker stops those of its own directories)."""
+    yield
+    from {{ cookiecutter.package_name }}.cli import daemon
+
+    base = tmp_path_factory.getbasetemp()
+    for project in {Path(r["cwd"]) for r in launch.records() if "cwd" in r}:
+        if project == PROJECT_ROOT or project.is_relative_to(base):
+            daemon.stop(project)
 
 
 @pytest.fixture(scope="session")

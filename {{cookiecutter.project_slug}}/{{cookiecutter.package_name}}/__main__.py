@@ -1,5 +1,5 @@
 """`python -m <package>` runs the command line, as the installed script does."""
 
-from .cli import app
+from .launch import main
 
-app(prog_name=__package__)
+main()

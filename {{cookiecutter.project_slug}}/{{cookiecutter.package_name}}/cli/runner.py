@@ -26,7 +26,7 @@ def load_entrypoint(entrypoint: str, local_server: bool = True) -> Any:
     path, _, name = entrypoint.partition(":")
     if not (Path.cwd() / path).is_file():
         fail(f"no {path} here: run {PACKAGE} from the project root", code=2)
-    module = _flows_module(path)
+    module = flows_module(path)
     if local_server:
         prefect_api()
     return getattr(module, name)
@@ -69,8 +69,9 @@ def project_server() -> Any:
 
 
 @cache
-def _flows_module(path: str) -> Any:
-    # Once per file: Prefect's loader executes the file again on every call.
+def flows_module(path: str) -> Any:
+    """A file of flows/ (relative to the project root), loaded once per process: Prefect's loader executes
+    the file again on every call."""
     quiet_defaults()
     from prefect.utilities.importtools import load_script_as_module  # heavy: import late
 

@@ -7,8 +7,10 @@ import os
 import time
 from pathlib import Path
 
+import psutil
 import typer
 
+from . import daemon
 from .common import JsonOption, console, fail, print_json
 from .runner import project_server
 
@@ -39,6 +41,7 @@ def status(as_json: JsonOption = False) -> None:
     server = project_server()
     state = server.read_state(Path.cwd() / server.SERVER_DIR)
     running = state is not None and state.is_running()
+    warm = daemon.running(Path.cwd())
     answering = False
     if running:
         try:
@@ -51,6 +54,7 @@ def status(as_json: JsonOption = False) -> None:
             {
                 "running": running,
                 "answering": answering,
+                "warm_processes": [p.pid for p in warm],
                 **({f: getattr(state, f) for f in fields} if running else {}),
             }
         )
@@ -59,6 +63,7 @@ def status(as_json: JsonOption = False) -> None:
         return
     if not running:
         console.print("no project Prefect server runs (the next command that needs one starts it)")
+        _note_warm(warm)
         _note_configured_api()
         raise typer.Exit(1)
     up = int(time.time() - state.created)
@@ -70,14 +75,27 @@ def status(as_json: JsonOption = False) -> None:
         soft_wrap=True,
         highlight=False,
     )
+    _note_warm(warm)
     _note_configured_api()
 
 
 @app.command("stop")
 def stop() -> None:
-    """Stop the project's Prefect server and its processes (nothing to do if none runs)."""
+    """Stop the project's Prefect server and its processes, and its warm processes (nothing to do if none
+    runs)."""
+    warm = daemon.stop(Path.cwd())
     stopped = project_server().stop_server(Path.cwd())
     console.print(f"stopped the project Prefect server (pid {stopped.pid})" if stopped else "no server ran")
+    if warm:
+        console.print(f"stopped the project's warm processes (pids {', '.join(map(str, warm))})")
+
+
+def _note_warm(warm: list[psutil.Process]) -> None:
+    """The warm processes that commands are forked from (launch.py), if any run."""
+    for process in warm:
+        up = int(time.time() - process.create_time())
+        uptime = f"{up // 3600}h{up // 60 % 60:02d}m{up % 60:02d}s"
+        console.print(f"warm process for commands: pid {process.pid}, up {uptime}", highlight=False)
 
 
 def _note_configured_api() -> None:
