@@ -21,8 +21,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-# The warm processes that the commands tests start leave (launch.py: one per project directory and
-# environment) end a minute after their last command, and with the session (`_stop_warm_processes`).
+# Commands that tests start run on their own, as a project's first command does (launch.py): most tests run
+# one or two commands in a project of their own, and a warm process started for each would cost more (2 s
+# of CPU) than it saves. The tests of user journeys turn them on (test_warm, test_cli), as a user has them.
+# Those end a minute after their last command, and with the session (`_stop_warm_processes`).
+os.environ.setdefault(launch.SWITCH, "0")
 os.environ.setdefault(launch.IDLE, "60")
 
 from {{ cookiecutter.package_name }}.processes import quick_exit  # noqa: E402

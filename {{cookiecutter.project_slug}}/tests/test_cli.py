@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }}.launch import SWITCH
+
 pytestmark = pytest.mark.e2e
 
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -27,7 +29,12 @@ def _cli(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*path, PROJECT_ROOT))), "COLUMNS": "200"},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(map(str, (*path, PROJECT_ROOT))),
+            "COLUMNS": "200",
+            SWITCH: "1",  # later commands forked from the project's warm process, as a user's are
+        },
     )
 
 

@@ -1,20 +1,21 @@
 """How a command starts: in a warm process of the project's when one is ready, else in this one.
 
-A command's own work is often short (a cached rerun of `run` 0.5 s, `recommend --user` less), but a new
-interpreter first imports Prefect, the CLI and the project's flows: about 2 s on two cores, every time. So the
-first command in a project also starts, in the background, a *warm process* that imports them once and
-waits; later commands with the same interpreter, environment and code are forked from it (`cli/warm.py`).
-The command still runs in a process of its own, with this process's arguments, working directory,
-environment, umask and standard streams (the file descriptors themselves are handed over); signals sent to
-this process are passed on, and its exit status is the command's. If this process dies (SIGKILL included),
-the command is killed too.
+A command's own work is often short (a cached rerun of `run` under a second, `recommend --user` less), but a
+new interpreter first imports Prefect, the CLI and the project's flows: about 1.5 s on two cores, every time.
+So the first command in a project also starts, in the background, a *warm process* that imports them once
+and waits; later commands with the same interpreter, environment and code are forked from it
+(`cli/daemon.py`). The command still runs in a process of its own, with this process's arguments, working
+directory, environment, umask and standard streams (the file descriptors themselves are handed over);
+signals sent to this process are passed on, and its exit status is the command's. If this process dies
+(SIGKILL included), the command is killed too.
 
-Nothing depends on it: whenever no warm process answers, the command runs here, as it always did.
-A warm process serves one project directory with one environment and one version of the code (a changed
-file, an installed package or another interpreter each make a new key); it stops after
-`{PACKAGE}_WARM_IDLE` seconds without a command (600 by default), with `server stop`, or once its project
-directory or code changes. `{PACKAGE}_WARM=0` turns it off. Long-running commands (`serve`, `watch`,
-`simulate`, `serve-files`) and `server` always run here: a second saved is nothing to them.
+Nothing depends on it: whenever no warm process answers, the command runs here, as it always did. A warm
+process serves one project directory with one environment and one version of the code (a changed file, an
+installed package or another interpreter each make a new key); it stops after `{PACKAGE}_WARM_IDLE` seconds
+without a command (600 by default), with `server stop`, or once its project directory or code changes.
+`{PACKAGE}_WARM=0` turns it off. Linux only: elsewhere (macOS) forking a process that imported these
+libraries is not safe, and commands run on their own. Long-running commands (`serve`, `watch`, `simulate`,
+`serve-files`) and `server` always run on their own: a second saved is nothing to them.
 
 Only the standard library is imported here: this module's cost is paid by every command.
 """
@@ -66,7 +67,7 @@ def run_warm(args: list[str]) -> int | None:
     None when warm processes are off or not for this command, or when none answered (then one is started
     for the next command).
     """
-    if os.environ.get(SWITCH, "1") == "0" or not hasattr(socket, "send_fds") or not _eligible(args):
+    if os.environ.get(SWITCH, "1") == "0" or not sys.platform.startswith("linux") or not _eligible(args):
         return None
     if sys._xoptions or sys.flags.optimize:  # `python -X importtime ...`: measured here, as asked
         return None
@@ -142,12 +143,16 @@ def runtime_dir() -> Path:
 
 
 def _code_state(cwd: str, path: list[str]) -> list[tuple[str, int, int]]:
-    """What the imported code is: every file of the package and of the project's flows/, and the change time
-    of the directories packages are installed in (installing or removing one changes it)."""
+    """What the imported code is, and what it read as it was imported: every file of the package and of the
+    project's flows/, the change time of the directories packages are installed in (installing or removing
+    one changes it), and the files Prefect reads its settings from when it is imported."""
     package = Path(__file__).resolve().parent
     files = [p for p in package.rglob("*") if "__pycache__" not in p.parts]
     files += Path(cwd, "flows").glob("*.py")
     files += [Path(p) for p in path if Path(p).name in ("site-packages", "dist-packages")]
+    prefect_home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    profiles = os.environ.get("PREFECT_PROFILES_PATH", prefect_home / "profiles.toml")
+    files += [Path(cwd, ".env"), Path(cwd, "prefect.toml"), Path(cwd, "pyproject.toml"), Path(profiles)]
     state = []
     for file in files:
         try:
@@ -214,9 +219,11 @@ def start_warm_process(place: Place) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return  # one is starting, or cannot start here: this command runs here either way
+    import threading
+
     spec = json.dumps({"key": place.key, "path": place.path})
     with place.log.open("ab") as log:
-        subprocess.Popen(  # noqa: S603  (this interpreter, this package)
+        starter = subprocess.Popen(  # noqa: S603  (this interpreter, this package)
             [sys.executable, "-c", f"from {PACKAGE}.launch import warm_main; warm_main()"],
             cwd=place.cwd,
             env={**os.environ, SPEC: spec},
@@ -225,6 +232,8 @@ def start_warm_process(place: Place) -> None:
             stderr=log,
             start_new_session=True,  # not in this terminal's process group: Ctrl-C here does not reach it
         )
+    # It forks the warm process off and exits at once: reaped here, it is no zombie child of the command.
+    threading.Thread(target=starter.wait, name="warm-starter", daemon=True).start()
 
 
 def warm_main() -> None:

@@ -79,6 +79,7 @@ def serve(place: Place, environment: dict[str, str]) -> None:
         print(f"not serving: the preload left threads running {threading.enumerate()}", file=sys.stderr)
         return
     idle_after = float(os.environ.get(IDLE, DEFAULT_IDLE_SECONDS))
+    _tidy(place)
     place.socket.unlink(missing_ok=True)  # a dead one's: the lock says none else serves this key
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(place.socket))
@@ -190,6 +191,16 @@ def _preload() -> None:
     gc.freeze()
 
 
+def _tidy(place: Place) -> None:
+    """Remove the logs and locks of keys unused for a week (each change of code or environment makes one)."""
+    week_ago = time.time() - 7 * 24 * 3600
+    for path in place.root.glob("*"):
+        if path.suffix in (".log", ".lock") and path.stem != place.key:
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < week_ago and not path.with_suffix(".json").exists():
+                    path.unlink()
+
+
 def _stale(place: Place, environment: dict[str, str], home: os.stat_result, bound: int) -> bool:
     """Whether this process no longer serves what it started for: the project directory gone or replaced,
     its socket removed, or the code changed (a new warm process serves the new key)."""
@@ -263,6 +274,9 @@ def _accept(
     for fd in fds:
         os.close(fd)
     children[pid] = connection
+    # The command's name only: its options may hold a secret (--set storage.password=...).
+    command = next((a for a in request["argv"] if not a.startswith("-")), "")
+    print(f"{time.ctime()}: pid {pid} runs {command}", file=sys.stderr, flush=True)
 
 
 def _reap(children: dict[int, socket.socket]) -> bool:
@@ -280,6 +294,7 @@ def _reap(children: dict[int, socket.socket]) -> bool:
             continue
         ended = True
         code = os.waitstatus_to_exitcode(status)
+        print(f"{time.ctime()}: pid {pid} ended: {code}", file=sys.stderr, flush=True)
         message = KILLED + b"%d\n" % -code if code < 0 else EXITED + b"%d\n" % code
         with contextlib.suppress(OSError):  # the caller is gone
             connection.sendall(message)
