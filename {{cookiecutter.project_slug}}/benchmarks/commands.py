@@ -1,10 +1,12 @@
 """How long the everyday commands take as a user runs them: `run` first and cached, `recommend`, `simulate`.
 
-    python benchmarks/commands.py [--data DIR] [--repeats 3] [--simulate]
+    python benchmarks/commands.py [--data DIR] [--repeats 3] [--simulate] [--cold]
 
 Each command is this project's command line in a process of its own (`python -m` the package), from the
 project root, against the project's Prefect server, which is started (or found running) before anything is
-timed. Data: MovieLens 100K from `--data` or $ML100K_DIR (the synthetic data when neither is given).
+timed. As a user has them, commands after the first are forked from the project's warm process (started by
+the first; `launch.py`); `--cold` turns it off, so that every command starts a new interpreter, as the first
+command in a project does. Data: MovieLens 100K from `--data` or $ML100K_DIR (the synthetic data when neither is given).
 
 Per repeat, in a fresh temporary store: the first `run`, then two cached reruns (each must report its five
 steps cached), each rerun's seconds as a fraction of the first's; then `recommend --user` from that run's
@@ -27,6 +29,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from {{ cookiecutter.package_name }}.launch import SWITCH
 
 PROJECT = Path(__file__).resolve().parents[1]
 COMMAND = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
@@ -104,9 +108,13 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("ML100K_DIR"), help="a folder holding u.data")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--simulate", action="store_true", help="also time one `simulate`")
+    parser.add_argument("--cold", action="store_true", help="no warm process: each command starts cold")
     args = parser.parse_args()
+    if args.cold:
+        os.environ[SWITCH] = "0"
     data = ["--source", "movielens", "--path", args.data] if args.data else ["--source", "synthetic"]
-    print(f"data: {'MovieLens 100K' if args.data else 'synthetic'}; {os.cpu_count()} cores")
+    starts = "each a new interpreter" if args.cold else "forked from the warm process after the first"
+    print(f"data: {'MovieLens 100K' if args.data else 'synthetic'}; {os.cpu_count()} cores; commands {starts}")
     timed("server", "start")  # a cold server start is not a command's cost once the project's server runs
     if args.repeats > 0:
         runs(data, args.repeats)
