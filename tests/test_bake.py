@@ -43,7 +43,7 @@ def test_bake_matrix(cookies, answers: dict[str, str]) -> None:
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["name"] == replay["project_slug"]
     assert pyproject["project"]["requires-python"] == f">={answers['python_version']}"
-    assert pyproject["project"]["scripts"] == {package: f"{package}.cli:app"}
+    assert pyproject["project"]["scripts"] == {package: f"{package}.launch:main"}
     s3 = any(dep.startswith("s3fs") for dep in pyproject["project"]["dependencies"])
     assert s3 == (answers["artifact_storage"] == "s3")
     assert ("license" in pyproject["project"]) == (answers["license"] != "none")

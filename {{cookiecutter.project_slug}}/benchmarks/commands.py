@@ -6,7 +6,8 @@ Each command is this project's command line in a process of its own (`python -m`
 project root, against the project's Prefect server, which is started (or found running) before anything is
 timed. As a user has them, commands after the first are forked from the project's warm process (started by
 the first; `launch.py`); `--cold` turns it off, so that every command starts a new interpreter, as the first
-command in a project does. Data: MovieLens 100K from `--data` or $ML100K_DIR (the synthetic data when neither is given).
+command in a project does. Data: MovieLens 100K from `--data` or $ML100K_DIR (the synthetic data when
+neither is given).
 
 Per repeat, in a fresh temporary store: the first `run`, then two cached reruns (each must report its five
 steps cached), each rerun's seconds as a fraction of the first's; then `recommend --user` from that run's
@@ -114,7 +115,8 @@ def main() -> None:
         os.environ[SWITCH] = "0"
     data = ["--source", "movielens", "--path", args.data] if args.data else ["--source", "synthetic"]
     starts = "each a new interpreter" if args.cold else "forked from the warm process after the first"
-    print(f"data: {'MovieLens 100K' if args.data else 'synthetic'}; {os.cpu_count()} cores; commands {starts}")
+    dataset = "MovieLens 100K" if args.data else "synthetic"
+    print(f"data: {dataset}; {os.cpu_count()} cores; commands {starts}")
     timed("server", "start")  # a cold server start is not a command's cost once the project's server runs
     if args.repeats > 0:
         runs(data, args.repeats)

@@ -94,9 +94,14 @@ def serve(place: Place, environment: dict[str, str]) -> None:
     for end in (wake_read, wake_write):
         end.setblocking(False)
     signal.set_wakeup_fd(wake_write.fileno())
-    stopping = threading.Event()  # set by a signal handler; read by this loop only
+    stopping = False
+
+    def stop_serving(*_: object) -> None:  # SIGTERM: no new command; those running end first
+        nonlocal stopping
+        stopping = True
+
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that the wake-up channel hears of it
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, stop_serving)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
@@ -115,9 +120,8 @@ def serve(place: Place, environment: dict[str, str]) -> None:
             now = time.monotonic()
             if now - last_check >= _TICK:
                 last_check = now
-                if not stopping.is_set() and _stale(place, environment, home, bound):
-                    stopping.set()
-            if stopping.is_set() or (not children and now - last_used > idle_after):
+                stopping = stopping or _stale(place, environment, home, bound)
+            if stopping or (not children and now - last_used > idle_after):
                 if listener.fileno() >= 0:
                     selector.unregister(listener)
                     listener.close()
