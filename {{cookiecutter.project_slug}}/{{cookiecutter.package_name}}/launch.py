@@ -176,8 +176,20 @@ def _relay(connection: socket.socket, place: Place, args: list[str]) -> int | No
         with contextlib.suppress(OSError):  # it ended meanwhile: its status is on the way
             connection.sendall(SIGNAL + b"%d\n" % signum)
 
-    for signum in FORWARDED:
-        signal.signal(signum, forward)
+    before = {signum: signal.signal(signum, forward) for signum in FORWARDED}
+    try:
+        started, code = _wait(connection)
+    finally:  # a command that never started runs here next, with its signals its own again
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    if code is not None or not started:
+        return code
+    sys.stderr.write(f"error: the project's warm process ended before the command did (log: {place.log})\n")
+    return 1
+
+
+def _wait(connection: socket.socket) -> tuple[bool, int | None]:
+    """Whether the command started, and its exit status (None: none came)."""
     started, buffer = False, b""
     while True:
         try:
@@ -192,13 +204,10 @@ def _relay(connection: socket.socket, place: Place, args: list[str]) -> int | No
             if line == STARTED:
                 started = True
             elif line.startswith(EXITED):
-                return int(line[1:])
+                return started, int(line[1:])
             elif line.startswith(KILLED):
                 _die_of(int(line[1:]))
-    if not started:
-        return None
-    sys.stderr.write(f"error: the project's warm process ended before the command did (log: {place.log})\n")
-    return 1
+    return started, None
 
 
 def _die_of(signum: int) -> None:
