@@ -10,8 +10,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import psutil
 import pytest
 
 from {{ cookiecutter.package_name }}.cli import daemon
-from {{ cookiecutter.package_name }}.launch import IDLE, SWITCH, records
+from {{ cookiecutter.package_name }}.launch import IDLE, SWITCH, Place, records, run_warm
 
 pytestmark = [
     pytest.mark.e2e,
@@ -190,3 +192,44 @@ def test_it_ends_when_idle_and_never_starts_when_turned_off(project: Path) -> No
         assert _cli(project, "runs", **{SWITCH: "0"}).returncode == 0
     time.sleep(3)
     assert not daemon.running(project)
+
+
+@pytest.mark.parametrize(
+    ("says", "status"),
+    [(b"", None), (b"R\n", 1)],
+    ids=["gone-before-starting-it", "gone-while-it-ran"],
+)
+def test_a_warm_process_that_goes_away_leaves_the_caller_its_own_signals(
+    says: bytes,
+    status: int | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """One that drops the command before starting it: the caller runs it itself (None), with Ctrl-C its own
+    again; one that dies after starting it: exit 1 and where its log is, not a status made up."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(SWITCH, "1")
+    place = Place.here()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        place.socket.unlink(missing_ok=True)
+        listener.bind(str(place.socket))
+        listener.listen(1)
+
+        def answer_and_go() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(1 << 20)  # the request (its file descriptors are dropped with it)
+                connection.sendall(says)
+
+        other = threading.Thread(target=answer_and_go)
+        other.start()
+        handler = signal.getsignal(signal.SIGINT)
+        try:
+            assert run_warm(["runs"]) == status
+        finally:
+            other.join(10)
+            place.socket.unlink(missing_ok=True)
+    assert signal.getsignal(signal.SIGINT) is handler
+    stderr = capfd.readouterr().err
+    assert (str(place.log) in stderr) == (status == 1)
