@@ -10,11 +10,13 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -40,9 +42,9 @@ def project(tmp_path: Path) -> Iterator[Path]:
         server.kill()
 
 
-def _environment(project: Path) -> dict[str, str]:
+def _environment(project: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # no configured server
-    return {**env, "PYTHONPATH": str(PROJECT_ROOT), "COLUMNS": "200"}
+    return {**env, "PYTHONPATH": str(PROJECT_ROOT), "COLUMNS": "200", **extra}
 
 
 def _command(project: Path, *args: str) -> list[str]:
@@ -50,10 +52,10 @@ def _command(project: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", PACKAGE, *args]
 
 
-def _cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(project: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        _command(project, *args), cwd=project, env=_environment(project), capture_output=True, text=True,
-        timeout=600,
+        _command(project, *args), cwd=project, env=_environment(project, **extra), capture_output=True,
+        text=True, timeout=600,
     )  # fmt: skip
     return done
 
@@ -134,6 +136,33 @@ def test_the_first_command_starts_the_server_the_next_reuses_it_and_stop_ends_it
     again = _cli(project, "server", "stop")  # idempotent
     assert again.returncode == 0 and "no server ran" in again.stdout
     assert _cli(project, "server", "status").returncode == 1
+
+
+@pytest.mark.e2e
+def test_a_new_projects_database_is_a_copy_of_the_migrated_one_its_first_server_cached(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    cache = {"XDG_CACHE_HOME": str(tmp_path_factory.mktemp("cache"))}
+    assert _cli(project, "server", "start", **cache).returncode == 0
+    assert _cli(project, "server", "stop").returncode == 0
+    (seed,) = Path(cache["XDG_CACHE_HOME"]).glob("*/prefect-*.db")
+    with closing(sqlite3.connect(seed)) as db:  # the schema, migrated, and nothing in it
+        assert db.execute("SELECT count(*) FROM flow_run").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+        db.execute("CREATE TABLE marked_in_the_seed (x)")
+
+    other = tmp_path_factory.mktemp("other")
+    for part in ("configs", "flows"):
+        shutil.copytree(project / part, other / part)
+    try:
+        run = _cli(other, "run", "--model", "popularity", *SMALL, **cache)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        with closing(sqlite3.connect(other / ".prefect" / "prefect.db")) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            assert "marked_in_the_seed" in tables
+            assert db.execute("SELECT count(*) FROM flow_run").fetchone()[0] >= 1  # and it serves
+    finally:
+        _cli(other, "server", "stop")
 
 
 @pytest.mark.e2e
