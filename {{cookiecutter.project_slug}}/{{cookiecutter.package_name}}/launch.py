@@ -30,6 +30,7 @@ import signal
 import socket
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,24 +191,30 @@ def _relay(connection: socket.socket, place: Place, args: list[str]) -> int | No
 
 def _wait(connection: socket.socket) -> tuple[bool, int | None]:
     """Whether the command started, and its exit status (None: none came)."""
-    started, buffer = False, b""
+    started = False
+    for line in messages(connection):
+        if line == STARTED:
+            started = True
+        elif line.startswith(EXITED):
+            return started, int(line[1:])
+        elif line.startswith(KILLED):
+            _die_of(int(line[1:]))
+    return started, None
+
+
+def messages(connection: socket.socket) -> Iterator[bytes]:
+    """The lines the other end sends, until it closes (or the connection fails)."""
+    buffer = b""
     while True:
         try:
             chunk = connection.recv(4096)
         except OSError:
-            chunk = b""
+            return
         if not chunk:
-            break
+            return
         buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            if line == STARTED:
-                started = True
-            elif line.startswith(EXITED):
-                return started, int(line[1:])
-            elif line.startswith(KILLED):
-                _die_of(int(line[1:]))
-    return started, None
+        *lines, buffer = buffer.split(b"\n")
+        yield from lines
 
 
 def _die_of(signum: int) -> None:

@@ -35,7 +35,18 @@ from typing import TYPE_CHECKING, Any
 import psutil
 from rich.console import Console
 
-from ..launch import DEFAULT_IDLE_SECONDS, EXITED, IDLE, KILLED, PACKAGE, SIGNAL, STARTED, Place, records
+from ..launch import (
+    DEFAULT_IDLE_SECONDS,
+    EXITED,
+    IDLE,
+    KILLED,
+    PACKAGE,
+    SIGNAL,
+    STARTED,
+    Place,
+    messages,
+    records,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -351,16 +362,7 @@ def _run() -> int:
 
 def _watch(connection: socket.socket) -> None:
     """Raise in this process the signals its caller passes on; end it when the caller is gone."""
-    buffer = b""
-    while True:
-        try:
-            chunk = connection.recv(4096)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            os.kill(os.getpid(), signal.SIGKILL)
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            if line.startswith(SIGNAL):
-                os.kill(os.getpid(), int(line[1:]))
+    for line in messages(connection):
+        if line.startswith(SIGNAL):
+            os.kill(os.getpid(), int(line[1:]))
+    os.kill(os.getpid(), signal.SIGKILL)  # nothing runs on for a caller that was killed
