@@ -299,9 +299,11 @@ def _database_from_seed(home: Path) -> None:
     start; a copy takes milliseconds. The first server of each Prefect version on a machine migrates its own
     database before it serves, and leaves a copy in the user's cache for the next (replaced atomically, so
     two first servers at once each leave a whole one). A database configured elsewhere (PostgreSQL), or one
-    that exists, is left alone; the server still checks the schema at start, as always.
+    that exists, is left alone; the server still checks the schema at start, as always. Without a usable
+    cache (no home, read-only), the database is migrated in place, as it was before.
     """
     import asyncio
+    import sqlite3
 
     import prefect
     from prefect.server.database import provide_database_interface
@@ -312,14 +314,21 @@ def _database_from_seed(home: Path) -> None:
     default = configured is not None and configured.get_secret_value() == f"sqlite+aiosqlite:///{database}"
     if database.exists() or not default:
         return
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    seed = cache / "repro-recsys" / f"prefect-{prefect.__version__}.db"
-    if seed.is_file():
-        _copy_database(seed, database)
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        seed = cache / "repro-recsys" / f"prefect-{prefect.__version__}.db"
+        if seed.is_file():
+            _copy_database(seed, database)
+            return
+    except (OSError, RuntimeError, sqlite3.Error) as exc:  # RuntimeError: no home directory to be found
+        print(f"no cached Prefect database ({exc}): migrating a new one", flush=True)
         return
     asyncio.run(provide_database_interface().create_db())
-    seed.parent.mkdir(parents=True, exist_ok=True)
-    _copy_database(database, seed)
+    try:
+        seed.parent.mkdir(parents=True, exist_ok=True)
+        _copy_database(database, seed)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"could not cache the migrated Prefect database in {seed}: {exc}", flush=True)
 
 
 def _copy_database(source: Path, target: Path) -> None:
