@@ -66,10 +66,9 @@ def status(as_json: JsonOption = False) -> None:
         _note_warm(warm)
         _note_configured_api()
         raise typer.Exit(1)
-    up = int(time.time() - state.created)
     console.print(
         f"project Prefect server on {state.url} (UI {state.url.removesuffix('/api')})\n"
-        f"  pid {state.pid}, up {up // 3600}h{up // 60 % 60:02d}m{up % 60:02d}s, "
+        f"  pid {state.pid}, up {_uptime(state.created)}, "
         f"{'answering' if answering else '[red]not answering[/] (the next command replaces it)'}\n"
         f"  database: {state.database}\n  log:      {state.log}",
         soft_wrap=True,
@@ -93,9 +92,13 @@ def stop() -> None:
 def _note_warm(warm: list[psutil.Process]) -> None:
     """The warm processes that commands are forked from (launch.py), if any run."""
     for process in warm:
-        up = int(time.time() - process.create_time())
-        uptime = f"{up // 3600}h{up // 60 % 60:02d}m{up % 60:02d}s"
-        console.print(f"warm process for commands: pid {process.pid}, up {uptime}", highlight=False)
+        up = _uptime(process.create_time())
+        console.print(f"warm process for commands: pid {process.pid}, up {up}", highlight=False)
+
+
+def _uptime(started: float) -> str:
+    up = int(time.time() - started)
+    return f"{up // 3600}h{up // 60 % 60:02d}m{up % 60:02d}s"
 
 
 def _note_configured_api() -> None:
