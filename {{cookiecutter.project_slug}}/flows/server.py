@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -73,31 +74,47 @@ class ServerState:
 @contextmanager
 def prefect_api(root: Path | None = None) -> Iterator[str]:
     """The Prefect API URL to use inside the block: the configured one, else the project's server (started
-    if needed), named in the environment (for the processes this one starts) and in Prefect's process-wide
-    settings, which its background threads read (its event and log workers would otherwise start a
-    temporary server of their own)."""
-    from prefect.events.worker import EventsWorker
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    if needed, see `reporting_to`)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    # Heartbeats let a server notice that a flow run's process died. A command runs its flows in its own
-    # process, and its runs' status files already say when that process is gone (`runs` shows `stopped`);
-    # stopping the heartbeat thread costs up to a second at the end of every flow run. A frequency set in the
-    # environment is kept. (Runs that `serve` or a worker start are processes of their own, with heartbeats.)
-    heartbeats = PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-    in_process = {} if heartbeats.name in os.environ else {heartbeats: None}
     configured = PREFECT_API_URL.value()
     if configured:
-        with temporary_settings(updates=in_process):
+        with temporary_settings(updates=_no_heartbeat()):
             yield configured
         return
-    url = project_server(root or Path.cwd()).url
-    with _api_url(url), temporary_settings(updates={PREFECT_API_URL: url, **in_process}):
+    with reporting_to(project_server(root or Path.cwd()).url) as url:
+        yield url
+
+
+@contextmanager
+def reporting_to(url: str) -> Iterator[str]:
+    """Report to the server at `url` inside the block: named in the environment (for the processes this one
+    starts) and in Prefect's process-wide settings, which its background threads read (its event and log
+    workers would otherwise start a temporary server of their own)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with _api_url(url), temporary_settings(updates={PREFECT_API_URL: url, **_no_heartbeat()}):
         try:
             yield url
         finally:
             # Deliver the events emitted in the block, and retire the process-wide events worker bound to
             # this URL: a later block in the same process (tests) may name another server.
             EventsWorker.drain_all(timeout=30, at_exit=False)
+
+
+def _no_heartbeat() -> dict[Any, Any]:
+    """No heartbeat thread for flow runs in this process, unless the environment sets a frequency.
+
+    Heartbeats let a server notice that a flow run's process died. A command runs its flows in its own
+    process, and its runs' status files already say when that process is gone (`runs` shows `stopped`);
+    stopping the heartbeat thread costs up to a second at the end of every flow run. (Runs that `serve` or a
+    worker start are processes of their own, with heartbeats.)
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    heartbeats = PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+    return {} if heartbeats.name in os.environ else {heartbeats: None}
 
 
 def project_server(root: Path, timeout: float = STARTUP_TIMEOUT) -> ServerState:
