@@ -274,11 +274,13 @@ def test_quarantined_ingest_on_a_worker_fails_with_one_message_and_no_traceback(
             )
         published = _artifacts(run.id)
 
-        assert finished.state.is_failed(), (finished.state, engine.stderr)
-        assert finished.state.message.startswith("1 batch(es) refused and quarantined: bad.csv: ")
+        text = "\n".join(log.message for log in logs)
+        # The run's logs and the engine's output in the message: a failure for another reason names it.
+        why = (finished.state.message, text, engine.stderr[-6000:])
+        assert finished.state.is_failed(), why
+        assert finished.state.message.startswith("1 batch(es) refused and quarantined: bad.csv: "), why
         assert "\n" not in finished.state.message
         assert finished.name == "ingest landing zone"
-        text = "\n".join(log.message for log in logs)
         assert "refused, quarantined" in text, text
         for noise in ("Traceback", "TypeError", "unexpected exception"):
             assert noise not in text and noise not in engine.stderr, (noise, text, engine.stderr)
