@@ -39,10 +39,11 @@ def label_run(name: str | None = None, tags: Mapping[str, str] | None = None) ->
     if ctx is None or ctx.flow_run is None:
         return
     run = ctx.flow_run
+    name = name or run.name
     labels = sorted({*run.tags, *prefect_tags(tags or {})})
-    if name == run.name and labels == sorted(run.tags):
+    if name == run.name and labels == sorted(run.tags):  # a round trip to the server saved
         return
     with get_client(sync_client=True) as client:
         client.update_flow_run(run.id, name=name, tags=labels)
     # The run's own copy, read by `prefect.runtime.flow_run` (the manifest records the name from there).
-    run.name, run.tags = name or run.name, labels
+    run.name, run.tags = name, labels
