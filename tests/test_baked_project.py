@@ -40,11 +40,12 @@ NON_DEFAULT = {
     "ci": "none",
 }
 # The two suites run side by side (`make test`: three template workers, the third for the quick tests), so
-# together they are given four worker processes for 2 cores, as the project's own `make test` gives its one
-# suite (most tests wait on servers and subprocesses): each worker costs a Prefect server and its imports,
-# about 15-40 s of CPU. Measured, `make test` (full matrix, two template workers then): 4 + 2 workers 865 s
-# and 24.9 CPU-min; 3 + 1 813 s and 22.5 CPU-min (in a quieter hour: 644 s and 18.2 CPU-min).
-DEFAULT_WORKERS, NON_DEFAULT_WORKERS = 3, 1
+# together they are given three worker processes for 2 cores. The work is CPU on 2 cores, and each worker
+# process costs its imports, a Prefect server and their share of the contention, so fewer run faster.
+# Measured, `make test` (full matrix): 4 + 2 workers 865 s and 24.9 CPU-min (two template workers then);
+# 3 + 1 813 s and 22.5 CPU-min; this round, with the session servers' databases copied, 3 + 1 670 s and
+# 17.7 CPU-min, 2 + 1 616 s and 15.9 CPU-min (CPU of the processes `make test` waits for).
+DEFAULT_WORKERS, NON_DEFAULT_WORKERS = 2, 1
 ML100K_SKIP = "MovieLens 100K not available"  # the reason the project's ml100k fixture skips with
 
 
