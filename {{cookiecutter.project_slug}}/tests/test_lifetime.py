@@ -34,12 +34,17 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Path]:
-    """A copy of the project (configs, flows; the package stays where it is); its server stopped after."""
-    for part in ("configs", "flows"):
-        shutil.copytree(PROJECT_ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
-    yield tmp_path
+    """A copy of the project; its server stopped after."""
+    yield _copy_of_the_project(tmp_path)
     for server in _servers(tmp_path):  # whatever a failed test left running
         server.kill()
+
+
+def _copy_of_the_project(into: Path) -> Path:
+    """The project's configs and flows in `into` (the package stays where it is)."""
+    for part in ("configs", "flows"):
+        shutil.copytree(PROJECT_ROOT / part, into / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return into
 
 
 def _environment(project: Path, **extra: str) -> dict[str, str]:
@@ -151,9 +156,7 @@ def test_a_new_projects_database_is_a_copy_of_the_migrated_one_its_first_server_
         assert db.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
         db.execute("CREATE TABLE marked_in_the_seed (x)")
 
-    other = tmp_path_factory.mktemp("other")
-    for part in ("configs", "flows"):
-        shutil.copytree(project / part, other / part)
+    other = _copy_of_the_project(tmp_path_factory.mktemp("other"))
     try:
         run = _cli(other, "run", "--model", "popularity", *SMALL, **cache)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
