@@ -5,6 +5,7 @@ Not an installed package: Prefect loads these files by path from the project roo
 each other as `flows.<module>` and the core by its package name.
 """
 
-from {{ cookiecutter.package_name }}.processes import quick_exit
+from {{ cookiecutter.package_name }}.processes import idle_threads_sleep, quick_exit
 
 quick_exit()  # a flow-run process (under `serve` or a worker) exits without collecting its garbage
+idle_threads_sleep()  # before a step imports torch: a worker's machine is shared with its server

@@ -28,10 +28,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault(launch.SWITCH, "0")
 os.environ.setdefault(launch.IDLE, "60")
 
-from {{ cookiecutter.package_name }}.processes import quick_exit  # noqa: E402
+from {{ cookiecutter.package_name }}.processes import idle_threads_sleep, quick_exit  # noqa: E402
 from {{ cookiecutter.package_name }}.settings import Settings, load_settings  # noqa: E402
 
 quick_exit()  # a test process (each pytest-xdist worker) ends without collecting its libraries' garbage
+idle_threads_sleep()  # as in a command: the tests' processes share the cores with each other and servers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Flows load from the project root, as on a worker (deployments/prefect.yaml): tests run from there too.

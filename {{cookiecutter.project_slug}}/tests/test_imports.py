@@ -132,3 +132,28 @@ seen["imported"] = heavy()
         tmp_path,
     )
     assert seen == {"kept": ["refit", "False"], "imported": ["sqlalchemy"]}
+
+
+@pytest.mark.parametrize(
+    ("given", "spins"), [(None, "0"), ("ACTIVE", "30000000000")], ids=["unset", "set by the user"]
+)
+def test_torch_threads_sleep_while_they_wait_in_commands_and_flow_runs(given: str | None, spins: str) -> None:
+    # GNU OpenMP reads its settings once, when torch loads it, and shows them with OMP_DISPLAY_ENV=verbose
+    # (its spin count: 0 when threads sleep at once, 300000 by default): torch is imported here after a
+    # command's entry point, and after a flow file loaded as a worker loads it.
+    starts = {
+        "command": f"from {PACKAGE}.launch import main\nsys.argv = ['{PACKAGE}', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n",
+        "flow run": "from prefect.utilities.importtools import load_script_as_module\n"
+        "load_script_as_module('flows/retrain.py')\n",
+    }
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # this process set it (conftest)
+    env.update({"PYTHONPATH": str(ROOT), "OMP_DISPLAY_ENV": "verbose"})
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    for name, start in starts.items():
+        script = f"import sys\n{start}import torch\ntorch.ones(8).sum()\n"
+        command = [sys.executable, "-c", script]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3_000:]
+        assert f"GOMP_SPINCOUNT = '{spins}'" in done.stderr, (name, done.stderr[-3_000:])

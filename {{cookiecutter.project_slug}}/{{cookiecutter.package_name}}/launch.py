@@ -17,7 +17,8 @@ without a command (600 by default), with `server stop`, or once its project dire
 libraries is not safe, and commands run on their own. Long-running commands (`serve`, `watch`, `simulate`,
 `serve-files`) and `server` always run on their own: a second saved is nothing to them.
 
-Only the standard library is imported here: this module's cost is paid by every command.
+Only the standard library is imported here (processes.py imports no more): this module's cost is paid by
+every command.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .processes import idle_threads_sleep
 
 PACKAGE = __name__.split(".")[0]
 SWITCH = f"{PACKAGE.upper()}_WARM"
@@ -54,6 +57,7 @@ _MAX_SOCKET_PATH = 100  # sun_path holds 104 (macOS) to 108 (Linux) bytes
 
 def main() -> None:
     """The command line's entry point (`python -m <package>` and the installed script)."""
+    idle_threads_sleep()  # first: a command forked from the warm process gets this process's environment
     code = run_warm(sys.argv[1:])
     if code is not None:
         raise SystemExit(code)
