@@ -88,8 +88,7 @@ class _CompiledTemplates(BytecodeCache):
     A bake spends half its time compiling the template's files to Python (0.5 s of 1 s, profiled), and the
     option matrix bakes over a hundred times: kept, the quick tests take 84 CPU-s instead of 109. Jinja
     checks each kept entry against its file's source before it uses it (a changed file is compiled again),
-    and the code depends on the source alone, so the files rendered are
-    the same bytes: what a user's single bake writes.
+    and the code depends on the source alone, so the files rendered are the same bytes a user's bake writes.
     """
 
     def __init__(self) -> None:
