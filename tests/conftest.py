@@ -113,8 +113,6 @@ def _compile_templates_once() -> Iterator[None]:
         original(self, **kwargs)
         self.bytecode_cache = compiled
 
-    StrictEnvironment.__init__ = init  # type: ignore[method-assign]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StrictEnvironment, "__init__", init)
         yield
-    finally:
-        StrictEnvironment.__init__ = original  # type: ignore[method-assign]
