@@ -90,12 +90,50 @@ def test_the_project_servers_url_is_what_every_thread_reads_inside_the_block_onl
 
     api_url = load_entrypoint("flows/server.py:_api_url")
     url, before = "http://127.0.0.1:9/api", get_current_settings().api.url
-    seen: list[str | None] = []
+    seen: list[tuple[str | None, Any]] = []
+
+    def read() -> None:
+        settings = get_current_settings()
+        seen.append((settings.api.url, settings.flows.heartbeat_frequency))
+
     with api_url(url):
+        read()
         # A thread of its own does not see the caller's context: it falls back to the global settings.
-        thread = threading.Thread(target=lambda: seen.append(get_current_settings().api.url))
+        thread = threading.Thread(target=read)
         thread.start()
         thread.join()
         assert os.environ["PREFECT_API_URL"] == url
-    assert seen == [url]
+    assert seen == [(url, None), (url, None)]  # and no heartbeat for the flow runs of this process
     assert get_current_settings().api.url == before and "PREFECT_API_URL" not in os.environ
+
+
+def test_over_plain_http_prefects_clients_load_a_ca_file_of_one_certificate(project: Path) -> None:
+    """Prefect loads its CA file into every API client it makes, whatever the URL's scheme: for a plain-HTTP
+    server, one certificate instead of certifi's bundle (17 ms a client, five or six a command), in this
+    process and in those it starts; one damaged is written again; an https server keeps the user's."""
+    import ssl
+    import threading
+
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE
+
+    api_url = load_entrypoint("flows/server.py:_api_url")
+    before, environment = PREFECT_API_SSL_CERT_FILE.value(), os.environ.get("PREFECT_API_SSL_CERT_FILE")
+
+    def certificates(path: str) -> int:
+        return ssl.create_default_context(cafile=path).cert_store_stats()["x509_ca"]
+
+    seen: list[str | None] = []
+    with api_url("http://127.0.0.1:9/api"):
+        path = PREFECT_API_SSL_CERT_FILE.value()
+        thread = threading.Thread(target=lambda: seen.append(PREFECT_API_SSL_CERT_FILE.value()))
+        thread.start()
+        thread.join()
+        assert seen == [path] and os.environ["PREFECT_API_SSL_CERT_FILE"] == path  # and processes started
+        assert certificates(path) == 1
+    Path(path).write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIC")  # cut short
+    with api_url("http://127.0.0.1:9/api"):
+        assert PREFECT_API_SSL_CERT_FILE.value() == path and certificates(path) == 1
+    assert PREFECT_API_SSL_CERT_FILE.value() == before
+    assert os.environ.get("PREFECT_API_SSL_CERT_FILE") == environment
+    with api_url("https://prefect.example.com/api"):
+        assert PREFECT_API_SSL_CERT_FILE.value() == before

@@ -87,6 +87,22 @@ def _served(warm: psutil.Process) -> list[str]:
     return [line.rsplit(" runs ", 1)[1] for line in lines[start:] if " runs " in line and ": pid " in line]
 
 
+def _logs(flow_run_id: str) -> list[str]:
+    """A flow run's log messages on the session's server, in order."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+            limit=200,
+            offset=0,
+            sort=LogSort.TIMESTAMP_ASC,
+        )
+    return [log.message for log in logs]
+
+
 def _command_of(warm: psutil.Process, timeout: float = 120) -> psutil.Process:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,6 +127,8 @@ def test_later_commands_are_forked_with_their_own_arguments_environment_streams_
     assert "1 ran, 5 cached" in again.stdout
     listed = _cli(project, "runs", "--json")
     assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 2  # stdout holds the JSON alone
+    # The forked run's last log line reached the server before its process left (`daemon._exit`).
+    assert "Finished in state Completed" in _logs(json.loads(listed.stdout)[0]["run_id"])[-1]
     missing = _cli(project, "models", "show", "99")
     assert (missing.returncode, missing.stdout) == (2, "")
     assert missing.stderr.strip() == "error: no model version 99"
@@ -126,6 +144,29 @@ def test_later_commands_are_forked_with_their_own_arguments_environment_streams_
     seeded = _cli(project, "config", **{f"{PACKAGE.upper()}_SEED": "123"})
     assert json.loads(seeded.stdout)["settings"]["seed"] == 123
     assert _served(other) == ["config"] and _served(warm) == ["run", "runs", "models", "runs", "runs"]
+
+
+def test_a_forked_command_leaves_as_an_interpreter_does_less_the_teardown(tmp_path: Path) -> None:
+    """`daemon._exit`, which ends every forked command: the threads' exit hooks (where Prefect's log and
+    event workers deliver what they hold), the wait for non-daemon threads, the exit handlers and the
+    buffered output all happen before it leaves, with the command's status."""
+    script = f"""
+import atexit, sys, threading, time
+from pathlib import Path
+from {PACKAGE}.cli.daemon import _exit
+out = Path(sys.argv[1])
+threading._register_atexit(lambda: (out / "thread-hook").write_text("ran"))
+threading.Thread(target=lambda: (time.sleep(0.5), (out / "thread").write_text("done"))).start()
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+print("buffered", end="")
+_exit(3)
+"""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (3, "buffered"), done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atexit", "thread", "thread-hook"]
 
 
 def test_a_signal_reaches_the_command_and_a_killed_caller_takes_its_command_along(project: Path) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .processes import idle_threads_sleep
+from .processes import idle_threads_sleep, runtime_dir
 
 PACKAGE = __name__.split(".")[0]
 SWITCH = f"{PACKAGE.upper()}_WARM"
@@ -134,17 +134,6 @@ class Place:
         if len(os.fsencode(place.socket)) > _MAX_SOCKET_PATH:
             raise ValueError(f"{place.socket}: too long for a socket's path")
         return place
-
-
-def runtime_dir() -> Path:
-    """This user's directory for warm processes (sockets, records, logs), readable by this user alone."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp"  # noqa: S108
-    root = Path(base) / f"{PACKAGE}-{os.getuid()}"
-    root.mkdir(mode=0o700, exist_ok=True)
-    found = root.lstat()
-    if found.st_uid != os.getuid() or found.st_mode & 0o077:  # another user's, or open to others: never used
-        raise ValueError(f"{root} is not this user's alone")
-    return root
 
 
 def _code_state(cwd: str, path: list[str]) -> list[tuple[str, int, int]]:

@@ -1,5 +1,5 @@
-"""Child processes that end with the process that started them, even when it is SIGKILLed; a quick exit; and
-torch's worker threads sleeping while they wait.
+"""Child processes that end with the process that started them, even when it is SIGKILLed; a quick exit;
+torch's worker threads sleeping while they wait; this user's directory for runtime files.
 
 A server started for one command (Prefect's temporary API, `serve` in a simulation) must not outlive it.
 Exit handlers stop such children on a normal exit, but none runs after SIGKILL, so the kernel is asked to
@@ -16,8 +16,10 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_PACKAGE = __name__.split(".")[0]
 
 
 def dies_with_parent() -> Callable[[], None] | None:
@@ -64,3 +66,15 @@ def idle_threads_sleep() -> None:
     across the same threads.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def runtime_dir() -> Path:
+    """This user's directory for runtime files (warm processes' sockets, records and logs; the CA file of
+    plain-HTTP Prefect clients), readable by this user alone."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp"  # noqa: S108
+    root = Path(base) / f"{_PACKAGE}-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    found = root.lstat()
+    if found.st_uid != os.getuid() or found.st_mode & 0o077:  # another user's, or open to others: never used
+        raise ValueError(f"{root} is not this user's alone")
+    return root
