@@ -235,12 +235,6 @@ def record_task(
     return PipelineResult(**dict(manifest), outputs=outputs).document()
 
 
-@task(name="run-status")
-def run_status_task(storage: StorageConfig, run_id: str, fields: dict[str, Any]) -> None:
-    """Note how the run is going beside its manifest (`runs` shows it)."""
-    update_status(open_store(storage), run_id, **fields)
-
-
 def _run_name() -> str:
     """What ran, before the dataset is known (the flow adds it once the snapshot is made)."""
     parameters = flow_run.parameters
@@ -308,14 +302,17 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         )
         if settings.promotion.enabled:
             failing = "promotion"
-            run_status_task(storage, run_id, {"status": RUNNING, "step": failing})
+            update_status(open_store(storage), run_id, status=RUNNING, step=failing)
             result = PipelineResult.model_validate(recorded)
             promotion = measured(after, "promotion", promote_model, settings, result)
     except Exception as exc:
-        failed = {"status": FAILED, "step": failing, "reason": f"{type(exc).__name__}: {exc}"}
-        run_status_task(storage, run_id, failed, return_state=True)  # the first error is the one to raise
+        try:
+            reason = f"{type(exc).__name__}: {exc}"
+            update_status(open_store(storage), run_id, status=FAILED, step=failing, reason=reason)
+        except Exception as unwritten:  # noqa: BLE001  (the first error is the one to raise)
+            get_run_logger().warning("the run's failed status was not written: %s", unwritten)
         raise
-    run_status_task(storage, run_id, {"status": COMPLETED, "step": None})
+    update_status(open_store(storage), run_id, status=COMPLETED, step=None)
     return PipelineResult.model_validate(
         {**recorded, "promotion": promotion, "after_manifest": after}
     ).document()

@@ -22,6 +22,7 @@ import gc
 import importlib
 import json
 import os
+import platform
 import selectors
 import signal
 import socket
@@ -30,6 +31,7 @@ import sys
 import threading
 import time
 import traceback
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -205,6 +207,8 @@ def _preload() -> None:
         except ImportError:  # an optional part not installed: the command imports what it needs, as cold
             traceback.print_exc()
     _complete_models()
+    _command_line()
+    platform.platform()  # cached: what every run's manifest records (it runs `uname -p` the first time)
     gc.freeze()
 
 
@@ -366,10 +370,8 @@ def _command(connection: socket.socket, fds: list[int], request: dict[str, Any])
 
 
 def _run() -> int:
-    from . import app
-
     try:
-        app(prog_name=PACKAGE)
+        _command_line()(prog_name=PACKAGE)
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
@@ -397,6 +399,18 @@ def _exit(code: int) -> NoReturn:
         with contextlib.suppress(Exception):  # a caller that closed its end reads nothing more anyway
             stream.flush()
     os._exit(code)
+
+
+@cache
+def _command_line() -> Callable[..., Any]:
+    """The click command typer makes of the app, which `app()` makes again at every call (25 ms): made once,
+    by the warm process, for every command it forks. (`app()` adds only its own traceback style, and a
+    forked command prints an uncaught error's traceback itself.)"""
+    from typer.main import get_command
+
+    from . import app
+
+    return get_command(app)
 
 
 def _watch(connection: socket.socket) -> None:
