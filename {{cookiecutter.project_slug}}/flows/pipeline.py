@@ -286,7 +286,7 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
     # their failure is noted beside the manifest: the run then shows as failed, not as a success.
     after: dict[str, dict[str, float]] = {}
     run_id, failing = str(flow_run.get_id() or "local"), "record"
-    promotion = None
+    promotion, store = None, open_store(storage)
     try:
         recorded = measured(
             after,
@@ -302,17 +302,17 @@ def pipeline(config: dict[str, Any] | None = None, config_files: list[str] | Non
         )
         if settings.promotion.enabled:
             failing = "promotion"
-            update_status(open_store(storage), run_id, status=RUNNING, step=failing)
+            update_status(store, run_id, status=RUNNING, step=failing)
             result = PipelineResult.model_validate(recorded)
             promotion = measured(after, "promotion", promote_model, settings, result)
     except Exception as exc:
         try:
             reason = f"{type(exc).__name__}: {exc}"
-            update_status(open_store(storage), run_id, status=FAILED, step=failing, reason=reason)
+            update_status(store, run_id, status=FAILED, step=failing, reason=reason)
         except Exception as unwritten:  # noqa: BLE001  (the first error is the one to raise)
             get_run_logger().warning("the run's failed status was not written: %s", unwritten)
         raise
-    update_status(open_store(storage), run_id, status=COMPLETED, step=None)
+    update_status(store, run_id, status=COMPLETED, step=None)
     return PipelineResult.model_validate(
         {**recorded, "promotion": promotion, "after_manifest": after}
     ).document()

@@ -240,10 +240,12 @@ def _api_url(url: str) -> Iterator[None]:
     import prefect.context
     from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL
 
-    values = {"PREFECT_API_URL": url, **_plain_http_ca(url)}
-    updates = {PREFECT_API_URL: url, **_no_heartbeat()}
-    if "PREFECT_API_SSL_CERT_FILE" in values:
-        updates[PREFECT_API_SSL_CERT_FILE] = values["PREFECT_API_SSL_CERT_FILE"]
+    named: dict[Any, str] = {PREFECT_API_URL: url}
+    ca_file = _plain_http_ca(url)
+    if ca_file is not None:
+        named[PREFECT_API_SSL_CERT_FILE] = ca_file
+    values = {setting.name: value for setting, value in named.items()}  # a setting's name is its variable
+    updates = {**named, **_no_heartbeat()}
     before = {name: os.environ.get(name) for name in values}
     process_wide = prefect.context.GLOBAL_SETTINGS_CONTEXT
     current = prefect.context.get_settings_context()
@@ -264,7 +266,7 @@ def _api_url(url: str) -> Iterator[None]:
         prefect.context.GLOBAL_SETTINGS_CONTEXT = process_wide
 
 
-def _plain_http_ca(url: str) -> dict[str, str]:
+def _plain_http_ca(url: str) -> str | None:
     """PREFECT_API_SSL_CERT_FILE for a server spoken to over plain HTTP: a file of one certificate.
 
     Every API client Prefect makes (five or six a command: the engine's, its event and log workers', the
@@ -274,7 +276,7 @@ def _plain_http_ca(url: str) -> dict[str, str]:
     where the file cannot be written.
     """
     if not url.startswith("http://"):
-        return {}
+        return None
     import ssl
 
     import certifi
@@ -291,8 +293,8 @@ def _plain_http_ca(url: str) -> dict[str, str]:
             partial.write_text(bundle[: bundle.index(end) + len(end)] + "\n")
             partial.replace(path)
     except (OSError, ValueError):  # ValueError: no directory of this user's alone (`runtime_dir`)
-        return {}
-    return {"PREFECT_API_SSL_CERT_FILE": str(path)}
+        return None
+    return str(path)
 
 
 def free_port() -> int:
