@@ -13,7 +13,6 @@ Prefect's home: a run from the CLI, from `serve` or from a worker then finds the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
@@ -23,7 +22,7 @@ from prefect.context import TaskRunContext
 from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 
 from {{ cookiecutter.package_name }}.artifacts import open_store
-from {{ cookiecutter.package_name }}.environment import PACKAGE_DIR, code_version, current_digest
+from {{ cookiecutter.package_name }}.environment import code_version, current_digest
 from {{ cookiecutter.package_name }}.settings import StorageConfig
 
 FLOWS_DIR = Path(__file__).resolve().parent
@@ -47,10 +46,9 @@ class CodeAndEnvironment(CachePolicy):
         return _code_and_environment()
 
 
-@cache
 def _code_and_environment() -> str:
-    # Once per process: neither the sources a process imported nor the packages it runs on change under it.
-    return f"{code_version(PACKAGE_DIR, FLOWS_DIR)}:{current_digest(PROJECT_DIR)}"
+    # Each part is computed once per process (and once for all the commands a warm process forks).
+    return f"{code_version()}:{code_version(FLOWS_DIR)}:{current_digest(PROJECT_DIR)}"
 
 
 PIPELINE_CACHE = INPUTS + TASK_SOURCE + CodeAndEnvironment()

@@ -235,22 +235,16 @@ def _locked(home: Path) -> Iterator[None]:
 def _api_url(url: str) -> Iterator[None]:
     """PREFECT_API_URL (and for plain HTTP a small CA file, `_plain_http_ca`) in the environment, and in the
     settings of this thread and of every other, which fall back to the process-wide ones; flow runs in this
-    process beat no heartbeat (`_no_heartbeat`). One settings object serves both: building one reads every
-    setting (26 ms)."""
+    process beat no heartbeat (`_no_heartbeat`). One settings object serves both (`_reporting_settings`)."""
     import prefect.context
-    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL
 
-    named: dict[Any, str] = {PREFECT_API_URL: url}
-    ca_file = _plain_http_ca(url)
-    if ca_file is not None:
-        named[PREFECT_API_SSL_CERT_FILE] = ca_file
+    named = _named(url)
     values = {setting.name: value for setting, value in named.items()}  # a setting's name is its variable
-    updates = {**named, **_no_heartbeat()}
     before = {name: os.environ.get(name) for name in values}
     process_wide = prefect.context.GLOBAL_SETTINGS_CONTEXT
     current = prefect.context.get_settings_context()
     reporting = prefect.context.SettingsContext(
-        profile=current.profile, settings=current.settings.copy_with_update(updates=updates)
+        profile=current.profile, settings=_reporting_settings(current.settings, {**named, **_no_heartbeat()})
     )
     os.environ.update(values)
     prefect.context.GLOBAL_SETTINGS_CONTEXT = reporting
@@ -264,6 +258,49 @@ def _api_url(url: str) -> Iterator[None]:
             else:
                 os.environ[name] = value
         prefect.context.GLOBAL_SETTINGS_CONTEXT = process_wide
+
+
+# The last settings `_reporting_settings` built: (what from, for which updates and environment, the settings).
+_built: list[tuple[Any, Any, Any]] = []
+
+
+def _reporting_settings(current: Any, updates: dict[Any, Any]) -> Any:
+    """`current` settings with `updates`, the last ones reused while neither they nor Prefect's environment
+    variables changed: building them reads every setting again (26 ms). A warm process builds those of the
+    project's server once, for the commands it forks (`prepare`); its key covers Prefect's settings files."""
+    key = (
+        sorted((setting.name, value) for setting, value in updates.items()),
+        sorted((name, value) for name, value in os.environ.items() if name.startswith("PREFECT_")),
+    )
+    if _built and _built[0][0] is current and _built[0][1] == key:
+        return _built[0][2]
+    _built[:] = [(current, key, current.copy_with_update(updates=updates))]
+    return _built[0][2]
+
+
+def prepare(root: Path) -> Any:
+    """Build, ahead, the settings a command reporting to the project's recorded server builds, and return
+    them (a warm process does, once for the commands it forks); None where no server is recorded, or one is
+    configured."""
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL
+
+    state = read_state((root / SERVER_DIR).resolve())
+    if state is None or PREFECT_API_URL.value():
+        return None
+    current = prefect.context.get_settings_context().settings
+    return _reporting_settings(current, {**_named(state.url), **_no_heartbeat()})
+
+
+def _named(url: str) -> dict[Any, str]:
+    """What reporting to `url` sets: the URL, and over plain HTTP a CA file of one certificate."""
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL
+
+    named: dict[Any, str] = {PREFECT_API_URL: url}
+    ca_file = _plain_http_ca(url)
+    if ca_file is not None:
+        named[PREFECT_API_SSL_CERT_FILE] = ca_file
+    return named
 
 
 def _plain_http_ca(url: str) -> str | None:

@@ -137,3 +137,28 @@ def test_over_plain_http_prefects_clients_load_a_ca_file_of_one_certificate(proj
     assert os.environ.get("PREFECT_API_SSL_CERT_FILE") == environment
     with api_url("https://prefect.example.com/api"):
         assert PREFECT_API_SSL_CERT_FILE.value() == before
+
+
+def test_settings_built_ahead_for_the_recorded_server_are_used_while_prefects_environment_is_unchanged(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm process builds the settings of a command reporting to the project's server once (`prepare`),
+    for every command it forks; a PREFECT_ variable set since, or another URL, gets settings of its own."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    prepare, api_url = (load_entrypoint(f"flows/server.py:{n}") for n in ("prepare", "_api_url"))
+    url = "http://127.0.0.1:9/api"
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # none configured (the suite's server is)
+        assert prepare(project) is None  # and no server recorded
+        _record(project, url=url)
+        ahead = prepare(project)
+        assert ahead.api.url == url and ahead.flows.heartbeat_frequency is None
+        for _ in range(2):
+            with api_url(url):
+                assert get_current_settings() is ahead
+        monkeypatch.setenv("PREFECT_API_REQUEST_TIMEOUT", "17")
+        with api_url(url):
+            now = get_current_settings()
+            assert now is not ahead and now.api.url == url and now.api.request_timeout == 17
+        with api_url("http://127.0.0.1:10/api"):
+            assert get_current_settings().api.url == "http://127.0.0.1:10/api"

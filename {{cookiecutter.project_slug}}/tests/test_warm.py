@@ -206,6 +206,28 @@ def test_changed_code_gets_a_new_warm_process_and_the_old_one_stops(project: Pat
     assert _cli(project, "runs").returncode == 0 and _served(new) == ["runs"]
 
 
+def test_a_changed_lock_file_gets_a_new_warm_process_and_runs_the_steps_again(project: Path) -> None:
+    """The warm process computes the code's and the environment's digests once, for the commands it forks
+    (`environment.prime`). The lock file is part of the environment's: once it changes, no command may be
+    forked with the old digest, which would reuse results computed under the old lock."""
+    lock = project / "requirements" / f"py{sys.version_info.major}.{sys.version_info.minor}.txt"
+    lock.parent.mkdir()
+    lock.write_text("polars==1.0.0\n")
+    run = ["run", "--model", "popularity", *SMALL]
+    assert _cli(project, *run).returncode == 0
+    old = _warm(project)
+    again = _cli(project, *run)
+    assert "1 ran, 5 cached" in again.stdout and _served(old) == ["run"]
+
+    lock.write_text("polars==1.0.1\n")
+    changed = _cli(project, *run)
+    assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
+    assert "6 ran, 0 cached" in changed.stdout and _served(old) == ["run"]
+    new = _warm(project, besides=(old.pid,))
+    forked = _cli(project, *run)
+    assert "1 ran, 5 cached" in forked.stdout and _served(new) == ["run"]
+
+
 def test_two_commands_at_once_then_server_stop_ends_it(project: Path) -> None:
     assert _cli(project, "runs").returncode == 0
     warm = _warm(project)

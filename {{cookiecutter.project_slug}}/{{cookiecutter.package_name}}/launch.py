@@ -139,11 +139,13 @@ class Place:
 def _code_state(cwd: str, path: list[str]) -> list[tuple[str, int, int]]:
     """What the imported code is, and what it read as it was imported: every file of the package and of the
     project's flows/, the change time of the directories packages are installed in (installing or removing
-    one changes it), and the files Prefect reads its settings from when it is imported."""
+    one changes it), the project's lock files (the environment's digest holds them: `environment.prime`), and
+    the files Prefect reads its settings from when it is imported."""
     package = Path(__file__).resolve().parent
     files = [p for p in package.rglob("*") if "__pycache__" not in p.parts]
-    files += Path(cwd, "flows").glob("*.py")
+    files += Path(cwd, "flows").rglob("*.py")
     files += [Path(p) for p in path if Path(p).name in ("site-packages", "dist-packages")]
+    files += Path(cwd, "requirements").glob("py*.txt")
     prefect_home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
     profiles = os.environ.get("PREFECT_PROFILES_PATH", prefect_home / "profiles.toml")
     files += [Path(cwd, ".env"), Path(cwd, "prefect.toml"), Path(cwd, "pyproject.toml"), Path(profiles)]

@@ -188,13 +188,14 @@ def stop(project: Path | None = None, timeout: float = 30) -> list[int]:
 def _preload() -> None:
     """What every command would import first, imported once here; then frozen out of the collector's way
     (a forked command's collections would otherwise touch, and so copy, every shared page)."""
+    from .. import environment
     from ..artifacts import registry  # noqa: F401  (SQLAlchemy: the registry's commands)
     from . import app  # noqa: F401
     from .common import quiet_defaults
     from .runner import flows_module, project_server
 
     quiet_defaults()
-    project_server()
+    server = project_server()
     for path in PRELOADED_FLOWS:
         if Path(path).is_file():
             try:
@@ -209,6 +210,8 @@ def _preload() -> None:
     _complete_models()
     _command_line()
     platform.platform()  # cached: what every run's manifest records (it runs `uname -p` the first time)
+    environment.prime(Path.cwd())  # the code and environment digests (the warm key covers what they read)
+    server.prepare(Path.cwd())  # the Prefect settings of a command reporting to the project's server
     gc.freeze()
 
 
@@ -355,11 +358,15 @@ def _command(connection: socket.socket, fds: list[int], request: dict[str, Any])
     os.umask(request["umask"])
     os.environ.clear()
     os.environ.update(request["env"])
+    from . import common
+
+    # What a command run on its own sets as it loads the flows (telemetry off, GX's included), which a forked
+    # one finds loaded already.
+    common.quiet_defaults()
     sys.argv = [PACKAGE, *request["argv"]]
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(line_buffering=stream.isatty())
-    from . import common
 
     Console.__init__(common.console)  # the caller's terminal: its size, colours and whether it is one
     Console.__init__(common.err, stderr=True)
