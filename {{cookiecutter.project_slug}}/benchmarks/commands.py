@@ -10,7 +10,9 @@ command in a project does. Data: MovieLens 100K from `--data` or $ML100K_DIR (th
 neither is given).
 
 Per repeat, in a fresh temporary store: the first `run`, then two cached reruns (each must report its five
-steps cached), each rerun's seconds as a fraction of the first's; then `recommend --user` from that run's
+steps cached), each rerun's seconds as a fraction of the first's, and the CPU seconds the Prefect server spent
+per rerun (its idle ticks taken out; `benchmarks/prefect_floor.py` gives a bare flow of the same shape's);
+then `recommend --user` from that run's
 model as champion (made so by `models promote`, untimed, when the judge kept it out), answered from the
 refit's stored top table. `--simulate` adds one `simulate` (synthetic data, its own temporary store and
 landing zone) and how long `serve` took to start each of its runs (created to Running, read from the API);
@@ -51,6 +53,24 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
 
+def server_cpu() -> float:
+    """CPU seconds the project's Prefect server has spent so far."""
+    import psutil
+
+    times = psutil.Process(json.loads(timed("server", "status", "--json")[1])["pid"]).cpu_times()
+    return times.user + times.system
+
+
+def server_idle() -> tuple[float, float, float]:
+    """The server's CPU seconds per second while no command runs (its services' ticks), measured over 3 s once
+    the work queued by the last run's events is done; and its CPU seconds and the monotonic time then."""
+    time.sleep(3)
+    first, started = server_cpu(), time.monotonic()
+    time.sleep(3)
+    now, at = server_cpu(), time.monotonic()
+    return (now - first) / (at - started), now, at
+
+
 def runs(data: list[str], repeats: int) -> None:
     ratios: list[float] = []
     for repeat in range(repeats):
@@ -59,12 +79,16 @@ def runs(data: list[str], repeats: int) -> None:
             store = ["--set", f"storage.uri={tmp}/store", "--set", "data.name=benchmark"]
             first, made = timed("run", *data, *store)
             print(f"run {repeat + 1}: first {first:.2f} s ({load()})")
+            idle, before, since = server_idle()
             for _ in range(2):
                 again, out = timed("run", *data, *store)
                 if "1 ran, 5 cached" not in out:
                     sys.exit(f"the rerun was not cached:\n{out}")
                 ratios.append(again / first)
                 print(f"    cached {again:.2f} s, {again / first:.2f} of the first ({load()})")
+            time.sleep(3)  # the server's work queued by the reruns' events, in their figure
+            spent = server_cpu() - before - idle * (time.monotonic() - since)
+            print(f"    the Prefect server's CPU per cached rerun: {spent / 2:.2f} s")
             if "not promoted" in made:
                 timed("models", "promote", "1", "--reason", "benchmark", *store)
             for _ in range(2):
