@@ -46,7 +46,7 @@ NON_DEFAULT = {
 # 3 + 1 813 s and 22.5 CPU-min; this round, with the session servers' databases copied, 3 + 1 670 s and
 # 17.7 CPU-min, 2 + 1 604-667 s and 15.6-17.3 CPU-min in three runs (CPU of the processes it waits for);
 # then, with torch's threads sleeping while they wait, 2 + 1 545-562 s and 13.6-14.0 CPU-min; 572 s and
-# 14.2 CPU-min with 448 project tests.
+# 14.2 CPU-min with 448 project tests, 580 s and 14.6 CPU-min with 450.
 DEFAULT_WORKERS, NON_DEFAULT_WORKERS = 2, 1
 ML100K_SKIP = "MovieLens 100K not available"  # the reason the project's ml100k fixture skips with
 
