@@ -244,7 +244,7 @@ def _api_url(url: str) -> Iterator[None]:
     process_wide = prefect.context.GLOBAL_SETTINGS_CONTEXT
     current = prefect.context.get_settings_context()
     reporting = prefect.context.SettingsContext(
-        profile=current.profile, settings=_reporting_settings(current.settings, {**named, **_no_heartbeat()})
+        profile=current.profile, settings=_reporting_settings(current.settings, named)
     )
     os.environ.update(values)
     prefect.context.GLOBAL_SETTINGS_CONTEXT = reporting
@@ -264,10 +264,12 @@ def _api_url(url: str) -> Iterator[None]:
 _built: list[tuple[Any, Any, Any]] = []
 
 
-def _reporting_settings(current: Any, updates: dict[Any, Any]) -> Any:
-    """`current` settings with `updates`, the last ones reused while neither they nor Prefect's environment
-    variables changed: building them reads every setting again (26 ms). A warm process builds those of the
-    project's server once, for the commands it forks (`prepare`); its key covers Prefect's settings files."""
+def _reporting_settings(current: Any, named: dict[Any, str]) -> Any:
+    """`current` settings with `named` (`_named`) and no heartbeat (`_no_heartbeat`), the last ones reused
+    while neither these nor Prefect's environment variables changed: building them reads every setting again
+    (26 ms). A warm process builds those of the project's server once, for the commands it forks (`prepare`);
+    its key covers Prefect's settings files."""
+    updates = {**named, **_no_heartbeat()}
     key = (
         sorted((setting.name, value) for setting, value in updates.items()),
         sorted((name, value) for name, value in os.environ.items() if name.startswith("PREFECT_")),
@@ -288,8 +290,7 @@ def prepare(root: Path) -> Any:
     state = read_state((root / SERVER_DIR).resolve())
     if state is None or PREFECT_API_URL.value():
         return None
-    current = prefect.context.get_settings_context().settings
-    return _reporting_settings(current, {**_named(state.url), **_no_heartbeat()})
+    return _reporting_settings(prefect.context.get_settings_context().settings, _named(state.url))
 
 
 def _named(url: str) -> dict[Any, str]:
